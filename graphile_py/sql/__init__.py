@@ -1,0 +1,72 @@
+"""The numbered schema migrations shipped with graphile-py, and how to render them.
+
+Each ``NNNNNN.sql`` file in this package has exactly the effect of the graphile-worker
+0.18.0 migration of the same number, so that Node and Python workers can share one
+schema. A file whose text starts with ``--! breaking`` is a breaking migration. The
+token ``:GRAPHILE_WORKER_SCHEMA`` stands for the quoted worker schema identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+__all__ = ["Migration", "load_migrations", "quote_identifier", "render_schema"]
+
+_PLACEHOLDER = re.compile(r":GRAPHILE_WORKER_SCHEMA\b")
+_FILE_NAME = re.compile(r"^(\d{6})\.sql$")
+_BREAKING_PREFIX = "--! breaking"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered migration script, as shipped (placeholder not yet rendered)."""
+
+    number: int
+    name: str
+    text: str
+
+    @property
+    def breaking(self) -> bool:
+        """True if older workers must not run against a schema with this migration."""
+        return self.text.startswith(_BREAKING_PREFIX)
+
+    def render(self, schema: str) -> str:
+        """The script with every schema placeholder replaced by the quoted ``schema``."""
+        return render_schema(self.text, schema)
+
+
+def quote_identifier(name: str) -> str:
+    """Quote ``name`` as a PostgreSQL identifier (double quotes, embedded ones doubled)."""
+    if not name:
+        raise ValueError("an identifier must not be empty")
+    if "\x00" in name:
+        raise ValueError("an identifier must not contain a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def render_schema(text: str, schema: str) -> str:
+    """Replace ``:GRAPHILE_WORKER_SCHEMA`` in ``text`` with the quoted ``schema``.
+
+    A function replacement keeps backslashes in the schema name literal.
+    """
+    quoted = quote_identifier(schema)
+    return _PLACEHOLDER.sub(lambda _match: quoted, text)
+
+
+@cache
+def load_migrations() -> tuple[Migration, ...]:
+    """Every shipped migration, in ascending order of number."""
+    found: list[Migration] = []
+    for entry in resources.files(__package__).iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match is None:
+            continue
+        found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda migration: migration.number)
+    numbers = [migration.number for migration in found]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"graphile-py's migrations are not numbered 1..N: {numbers}")
+    return tuple(found)
