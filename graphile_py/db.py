@@ -1,0 +1,607 @@
+"""Every SQL statement graphile-py sends, outside the migration scripts.
+
+Statements are composed once per worker schema with :mod:`psycopg.sql` (the schema is an
+``Identifier``, every value a bind parameter) and cached as bytes, so the hot path pays no
+composition cost and psycopg can prepare them. Each function takes a connection and
+runs one statement; psycopg errors are translated into :mod:`graphile_py.errors` here and
+nowhere else.
+
+The worker statements reproduce graphile-worker 0.18.0's client-side SQL (spec sections
+3.4 to 3.9) so that Node and Python pools can share jobs, queues and locks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from graphile_py.errors import (
+    ConnectError,
+    DatabaseError,
+    InvalidJobKeyMode,
+    JobRejected,
+)
+from graphile_py.jobs import Job
+
+__all__ = [
+    "CONSTRAINT_MESSAGES",
+    "MIGRATION_ROW_INSERTED",
+    "FailureSpec",
+    "Statements",
+    "map_db_errors",
+    "statements_for",
+]
+
+Row = dict[str, Any]
+
+#: Added as a note to an error raised after a migration's row was inserted: such an
+#: error is a real failure, never "someone else ran this migration".
+MIGRATION_ROW_INSERTED = "graphile-py: migration row was inserted"
+
+# What a violated constraint means, in the words of someone adding a job.
+CONSTRAINT_MESSAGES = {
+    "tasks_identifier_check": "the task identifier is longer than 128 characters",
+    "job_queues_queue_name_check": "the queue name is longer than 128 characters",
+    "jobs_key_check": "the job key must be 1 to 512 characters long",
+    "jobs_max_attempts_check": "max_attempts must be at least 1",
+}
+
+
+@contextmanager
+def map_db_errors(action: str, *, adding_jobs: bool = False) -> Iterator[None]:
+    """Translate psycopg errors raised inside the block into graphile-py errors.
+
+    ``action`` says what was being done, for the message. With ``adding_jobs`` errors that
+    mean "this job is not acceptable" become :class:`JobRejected`.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate_error(exc, action, adding_jobs=adding_jobs) from exc
+
+
+def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = False) -> Exception:
+    """The graphile-py error that stands for ``exc`` (to be raised ``from exc``)."""
+    sqlstate = exc.sqlstate
+    diag_message = exc.diag.message_primary or str(exc).strip()
+    constraint = exc.diag.constraint_name
+    if sqlstate == "GWBKM":
+        return InvalidJobKeyMode(sqlstate=sqlstate)
+    if adding_jobs and sqlstate is not None and sqlstate[:2] in {"22", "23", "21"}:
+        reason = CONSTRAINT_MESSAGES.get(constraint or "", diag_message)
+        return JobRejected(
+            f"{action} failed: {reason} [{sqlstate}]", sqlstate=sqlstate, constraint=constraint
+        )
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+    ):
+        return ConnectError(f"{action} failed: {diag_message}", sqlstate=sqlstate)
+    suffix = f" [{sqlstate}]" if sqlstate else ""
+    return DatabaseError(
+        f"{action} failed: {diag_message}{suffix}", sqlstate=sqlstate, constraint=constraint
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailureSpec:
+    """One failed job for :meth:`Statements.fail_jobs`."""
+
+    job: Job
+    message: str
+    #: For a batch job's partial failure: the payload entries that failed.
+    replacement_payload: Any = None
+    has_replacement: bool = False
+
+
+def _compose(template: str, schema: str, **parts: sql.Composable) -> bytes:
+    return sql.SQL(template).format(schema=sql.Identifier(schema), **parts).as_bytes(None)
+
+
+@cache
+def statements_for(schema: str) -> Statements:
+    """The statements for one worker schema (built once per schema per process)."""
+    return Statements(schema)
+
+
+class Statements:
+    """The composed statements of one worker schema, and the functions that run them."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+
+        def c(template: str, **parts: sql.Composable) -> bytes:
+            return _compose(template, schema, **parts)
+
+        self.probe_sql = c(
+            "select current_setting('server_version_num')::int as server_version_num,"
+            " (select id from {schema}.migrations order by id desc limit 1) as latest,"
+            " (select id from {schema}.migrations where breaking order by id desc limit 1)"
+            " as latest_breaking"
+        )
+        self.bootstrap_sql = c(
+            "create schema if not exists {schema};"
+            " create table if not exists {schema}.migrations("
+            "id int primary key, ts timestamptz default now() not null);"
+            " alter table {schema}.migrations"
+            " add column if not exists breaking boolean not null default false;"
+        )
+        self.mark_breaking_sql = c(
+            "update {schema}.migrations set breaking = true where id = any(%s::int[])"
+        )
+        self.insert_migration_sql = c(
+            "insert into {schema}.migrations (id, breaking) values (%s, %s)"
+        )
+
+        self.add_job_sql = c(
+            "select * from {schema}.add_job("
+            "identifier => %s::text, payload => %s::json, queue_name => %s::text,"
+            " run_at => %s::timestamptz, max_attempts => %s::int, job_key => %s::text,"
+            " priority => %s::int, flags => %s::text[], job_key_mode => %s::text)"
+        )
+        # A JSON array of specs becomes job_spec[] in the database, as Node sends it.
+        self.add_jobs_sql = c(
+            "select * from {schema}.add_jobs("
+            "array(select json_populate_recordset(null::{schema}.job_spec, %s::json)),"
+            " %s::boolean)"
+        )
+
+        self.register_tasks_sql = c(
+            "insert into {schema}._private_tasks as tasks (identifier)"
+            " select wanted.identifier from unnest(%s::text[]) as wanted(identifier)"
+            " where not exists (select 1 from {schema}._private_tasks as known"
+            " where known.identifier = wanted.identifier)"
+            " on conflict do nothing"
+        )
+        self.task_ids_sql = c(
+            "select id, identifier from {schema}._private_tasks where identifier = any(%s::text[])"
+        )
+        self.task_identifiers_sql = c(
+            "select id, identifier from {schema}._private_tasks where id = any(%s::int[])"
+        )
+        self.queue_names_sql = c(
+            "select id, queue_name from {schema}._private_job_queues where id = any(%s::int[])"
+        )
+
+        self._claim: dict[tuple[bool, bool, bool], bytes] = {}
+
+        fail_body = (
+            "update {schema}._private_jobs as jobs set"
+            " last_error = failure.el->>'message',"
+            " run_at = greatest(now(), jobs.run_at)"
+            " + exp(least(jobs.attempts, 10)) * interval '1 second',"
+            " locked_by = null, locked_at = null,"
+            " payload = coalesce(failure.el->'payload', jobs.payload)"
+            " from json_array_elements(%(failures)s::json) as failure(el)"
+            " where jobs.id = (failure.el->>'jobId')::bigint and jobs.locked_by = %(pool)s::text"
+        )
+        self.fail_no_queue_sql = c(fail_body)
+        self.fail_with_queue_sql = c(
+            "with failed as (" + fail_body + " returning jobs.job_queue_id)"
+            " update {schema}._private_job_queues as queues"
+            " set locked_by = null, locked_at = null from failed"
+            " where queues.id = failed.job_queue_id and queues.locked_by = %(pool)s::text"
+        )
+        self.complete_one_sql = c("delete from {schema}._private_jobs where id = %s::bigint")
+        self.complete_many_sql = c(
+            "delete from {schema}._private_jobs as jobs using unnest(%s::bigint[]) as done(id)"
+            " where jobs.id = done.id"
+        )
+        # Completion matches the id whatever locked_by says, as Node's does (spec 3.6); the
+        # queue is only unlocked if this pool still holds it.
+        self.complete_with_queue_sql = c(
+            "with done as (delete from {schema}._private_jobs as jobs"
+            " using unnest(%(ids)s::bigint[]) as wanted(id) where jobs.id = wanted.id"
+            " returning jobs.job_queue_id)"
+            " update {schema}._private_job_queues as queues"
+            " set locked_by = null, locked_at = null from done"
+            " where queues.id = done.job_queue_id and queues.locked_by = %(pool)s::text"
+        )
+        self.fail_all_sql = c(
+            "with failed as (update {schema}._private_jobs as jobs set"
+            " last_error = %(message)s::text,"
+            " run_at = greatest(now(), jobs.run_at)"
+            " + exp(least(jobs.attempts, 10)) * interval '1 second',"
+            " locked_by = null, locked_at = null"
+            " where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(pool)s::text"
+            " returning *),"
+            " unlocked as (update {schema}._private_job_queues as queues"
+            " set locked_by = null, locked_at = null from failed"
+            " where queues.id = failed.job_queue_id and queues.locked_by = %(pool)s::text)"
+            " select * from failed"
+        )
+        self.return_jobs_sql = c(
+            "with returned as (update {schema}._private_jobs as jobs set"
+            " attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null"
+            " where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(pool)s::text"
+            " returning jobs.job_queue_id)"
+            " update {schema}._private_job_queues as queues"
+            " set locked_by = null, locked_at = null from returned"
+            " where queues.id = returned.job_queue_id and queues.locked_by = %(pool)s::text"
+        )
+        self.reset_locked_sql = c(
+            "with stale_jobs as (update {schema}._private_jobs as jobs"
+            " set locked_at = null, locked_by = null, run_at = greatest(jobs.run_at, {now})"
+            " where jobs.locked_at < {now} - interval '4 hours'),"
+            " stale_queues as (update {schema}._private_job_queues as queues"
+            " set locked_at = null, locked_by = null"
+            " where queues.locked_at < {now} - interval '4 hours')"
+            " select 1",
+            now=sql.SQL("coalesce(%(now)s::timestamptz, now())"),
+        )
+
+        self.complete_jobs_sql = c("select * from {schema}.complete_jobs(%s::bigint[])")
+        self.permanently_fail_jobs_sql = c(
+            "select * from {schema}.permanently_fail_jobs(%s::bigint[], %s::text)"
+        )
+        self.reschedule_jobs_sql = c(
+            "select * from {schema}.reschedule_jobs(%s::bigint[], run_at => %s::timestamptz,"
+            " priority => %s::int, attempts => %s::int, max_attempts => %s::int)"
+        )
+        self.remove_job_sql = c("select * from {schema}.remove_job(%s::text)")
+        self.force_unlock_workers_sql = c("select {schema}.force_unlock_workers(%s::text[])")
+        self.delete_permafailed_sql = c(
+            "delete from {schema}._private_jobs where attempts = max_attempts and locked_at is null"
+        )
+        self.gc_task_identifiers_sql = c(
+            "delete from {schema}._private_tasks as tasks"
+            " where tasks.id not in (select jobs.task_id from {schema}._private_jobs as jobs)"
+            " and tasks.identifier <> all(%s::text[])"
+        )
+        self.gc_job_queues_sql = c(
+            "delete from {schema}._private_job_queues as queues"
+            " where queues.locked_at is null and not exists ("
+            "select 1 from {schema}._private_jobs as jobs where jobs.job_queue_id = queues.id)"
+        )
+
+    # -- migrations --------------------------------------------------------------------------
+
+    def probe_migrations(self, conn: psycopg.Connection[Any]) -> tuple[int, int | None, int | None]:
+        """``(server_version_num, latest migration, latest breaking migration)``.
+
+        Raises the raw psycopg error: the caller decides whether it means "not installed".
+        """
+        row = conn.execute(self.probe_sql).fetchone()
+        assert row is not None
+        return int(row[0]), row[1], row[2]
+
+    def install_migrations_table(
+        self, conn: psycopg.Connection[Any], breaking_numbers: Sequence[int]
+    ) -> None:
+        """Create the schema and ``migrations`` table if missing; flag the breaking ones."""
+        with conn.transaction():
+            conn.execute(self.bootstrap_sql)
+            conn.execute(self.mark_breaking_sql, (list(breaking_numbers),))
+
+    def record_and_apply_migration(
+        self, conn: psycopg.Connection[Any], number: int, breaking: bool, script: str
+    ) -> None:
+        """In one transaction: claim the migration's row, run the script, announce it.
+
+        The row goes in first so that a concurrent migrator blocks on it and then fails
+        with a unique violation instead of running the script twice. Raises raw psycopg
+        errors; a ``_RowInserted`` note on the error tells whether the claim succeeded.
+        """
+        with conn.transaction():
+            conn.execute(self.insert_migration_sql, (number, breaking))
+            try:
+                # No parameters: psycopg sends the multi-statement script as a simple query.
+                conn.execute(script.encode("utf-8"))
+                conn.execute(
+                    b"select pg_notify('worker:migrate', %s)",
+                    (
+                        json.dumps(
+                            {"migrationNumber": number, "breaking": breaking}, separators=(",", ":")
+                        ),
+                    ),
+                )
+            except psycopg.Error as exc:
+                exc.add_note(MIGRATION_ROW_INSERTED)
+                raise
+
+    # -- enqueueing ------------------------------------------------------------------------
+
+    def add_job(self, conn: psycopg.Connection[Any], params: Sequence[Any]) -> Row:
+        """Call ``add_job`` with the nine parameters of :func:`add_job_params`."""
+        with (
+            map_db_errors("Adding a job", adding_jobs=True),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(self.add_job_sql, params)
+            row = cur.fetchone()
+        assert row is not None
+        return row
+
+    async def add_job_async(self, conn: psycopg.AsyncConnection[Any], params: Sequence[Any]) -> Row:
+        """:meth:`add_job` on an async connection."""
+        with map_db_errors("Adding a job", adding_jobs=True):
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(self.add_job_sql, params)
+                row = await cur.fetchone()
+        assert row is not None
+        return row
+
+    def add_jobs(
+        self, conn: psycopg.Connection[Any], specs_json: str, preserve_run_at: bool
+    ) -> list[Row]:
+        """Call ``add_jobs`` with a JSON array of job specs."""
+        with (
+            map_db_errors("Adding jobs", adding_jobs=True),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(self.add_jobs_sql, (specs_json, preserve_run_at))
+            return cur.fetchall()
+
+    async def add_jobs_async(
+        self, conn: psycopg.AsyncConnection[Any], specs_json: str, preserve_run_at: bool
+    ) -> list[Row]:
+        """:meth:`add_jobs` on an async connection."""
+        with map_db_errors("Adding jobs", adding_jobs=True):
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(self.add_jobs_sql, (specs_json, preserve_run_at))
+                return await cur.fetchall()
+
+    # -- administration ------------------------------------------------------------------
+
+    def _admin_rows(
+        self, conn: psycopg.Connection[Any], action: str, query: bytes, params: Sequence[Any]
+    ) -> list[Row]:
+        with map_db_errors(action), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params)
+            return [row for row in cur.fetchall() if row.get("id") is not None]
+
+    def admin_complete_jobs(self, conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[Row]:
+        """Delete the listed jobs unless a live worker holds them."""
+        return self._admin_rows(conn, "Completing jobs", self.complete_jobs_sql, (list(ids),))
+
+    def admin_permanently_fail_jobs(
+        self, conn: psycopg.Connection[Any], ids: Sequence[int], reason: str | None
+    ) -> list[Row]:
+        """Mark the listed jobs as permanently failed unless a live worker holds them."""
+        return self._admin_rows(
+            conn, "Failing jobs", self.permanently_fail_jobs_sql, (list(ids), reason)
+        )
+
+    def admin_reschedule_jobs(
+        self,
+        conn: psycopg.Connection[Any],
+        ids: Sequence[int],
+        *,
+        run_at: datetime | None,
+        priority: int | None,
+        attempts: int | None,
+        max_attempts: int | None,
+    ) -> list[Row]:
+        """Change when and how the listed jobs run, unless a live worker holds them."""
+        return self._admin_rows(
+            conn,
+            "Rescheduling jobs",
+            self.reschedule_jobs_sql,
+            (list(ids), run_at, priority, attempts, max_attempts),
+        )
+
+    def admin_remove_job(self, conn: psycopg.Connection[Any], job_key: str) -> Row | None:
+        """Delete the job with this key, or retire it if a worker is running it."""
+        rows = self._admin_rows(conn, "Removing a job", self.remove_job_sql, (job_key,))
+        return rows[0] if rows else None
+
+    def admin_force_unlock_workers(
+        self, conn: psycopg.Connection[Any], pool_ids: Sequence[str]
+    ) -> None:
+        """Release every job and queue locked by the given (dead) pools."""
+        with map_db_errors("Unlocking workers"):
+            conn.execute(self.force_unlock_workers_sql, (list(pool_ids),))
+
+    def cleanup(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        delete_permafailed_jobs: bool,
+        gc_task_identifiers: bool,
+        gc_job_queues: bool,
+        task_identifiers_to_keep: Sequence[str] = (),
+    ) -> None:
+        """Run the requested clean-up steps in graphile-worker's order."""
+        with map_db_errors("Cleaning up"):
+            if delete_permafailed_jobs:
+                conn.execute(self.delete_permafailed_sql)
+            if gc_task_identifiers:
+                conn.execute(self.gc_task_identifiers_sql, (list(task_identifiers_to_keep),))
+            if gc_job_queues:
+                conn.execute(self.gc_job_queues_sql)
+
+    # -- claiming ------------------------------------------------------------------------
+
+    def claim_statement(self, *, batch: bool, flags: bool, node_time: bool) -> bytes:
+        """The claim statement variant for a batch size, forbidden flags and clock source."""
+        key = (batch, flags, node_time)
+        statement = self._claim.get(key)
+        if statement is None:
+            statement = self._claim[key] = _compose(
+                _claim_template(batch=batch, flags=flags),
+                self.schema,
+                now=sql.SQL("%(now)s::timestamptz" if node_time else "now()"),
+            )
+        return statement
+
+    def claim_jobs(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        pool_id: str,
+        task_ids: Sequence[int],
+        batch_size: int = 1,
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[Row]:
+        """Lock up to ``batch_size`` ready jobs for ``pool_id`` and return their rows."""
+        params: dict[str, Any] = {"pool": pool_id, "task_ids": list(task_ids), "limit": batch_size}
+        flags = bool(forbidden_flags)
+        if flags:
+            params["flags"] = list(forbidden_flags or ())
+        if now is not None:
+            params["now"] = now
+        statement = self.claim_statement(
+            batch=batch_size > 1, flags=flags, node_time=now is not None
+        )
+        with map_db_errors("Claiming jobs"), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+
+    # -- completing, failing, returning ----------------------------------------------------
+
+    def complete_jobs(
+        self, conn: psycopg.Connection[Any], pool_id: str, jobs: Sequence[Job]
+    ) -> None:
+        """Delete finished jobs and release the named queues this pool holds for them."""
+        queued = [job.id for job in jobs if job.job_queue_id is not None]
+        unqueued = [job.id for job in jobs if job.job_queue_id is None]
+        with map_db_errors("Completing jobs"):
+            if queued:
+                conn.execute(self.complete_with_queue_sql, {"ids": queued, "pool": pool_id})
+            if len(unqueued) == 1:
+                conn.execute(self.complete_one_sql, (unqueued[0],))
+            elif unqueued:
+                conn.execute(self.complete_many_sql, (unqueued,))
+
+    def fail_jobs(
+        self, conn: psycopg.Connection[Any], pool_id: str, failures: Sequence[FailureSpec]
+    ) -> None:
+        """Record failed attempts: last error, exponential backoff, unlock job and queue."""
+        queued = [f for f in failures if f.job.job_queue_id is not None]
+        unqueued = [f for f in failures if f.job.job_queue_id is None]
+        with map_db_errors("Failing jobs"):
+            if queued:
+                conn.execute(
+                    self.fail_with_queue_sql, {"failures": _failures_json(queued), "pool": pool_id}
+                )
+            if unqueued:
+                conn.execute(
+                    self.fail_no_queue_sql, {"failures": _failures_json(unqueued), "pool": pool_id}
+                )
+
+    def fail_jobs_with_message(
+        self, conn: psycopg.Connection[Any], pool_id: str, job_ids: Sequence[int], message: str
+    ) -> list[Row]:
+        """Fail every listed job this pool holds with one message (used at shutdown)."""
+        with map_db_errors("Failing jobs"), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                self.fail_all_sql, {"ids": list(job_ids), "message": message, "pool": pool_id}
+            )
+            return cur.fetchall()
+
+    def return_unstarted_jobs(
+        self, conn: psycopg.Connection[Any], pool_id: str, job_ids: Sequence[int]
+    ) -> None:
+        """Hand claimed but unstarted jobs back, undoing the attempt their claim counted."""
+        with map_db_errors("Returning jobs"):
+            conn.execute(self.return_jobs_sql, {"ids": list(job_ids), "pool": pool_id})
+
+    def reset_stale_locks(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
+        """Unlock jobs and queues locked more than 4 hours ago (their worker is presumed dead)."""
+        with map_db_errors("Resetting stale locks"):
+            conn.execute(self.reset_locked_sql, {"now": now})
+
+    # -- tasks and queues ------------------------------------------------------------------
+
+    def register_task_identifiers(
+        self, conn: psycopg.Connection[Any], identifiers: Sequence[str]
+    ) -> dict[int, str]:
+        """Make sure each identifier has a task row; return ``{task_id: identifier}``."""
+        names = list(identifiers)
+        with map_db_errors("Registering tasks"):
+            conn.execute(self.register_tasks_sql, (names,))
+            rows = conn.execute(self.task_ids_sql, (names,)).fetchall()
+        return {int(task_id): str(identifier) for task_id, identifier in rows}
+
+    def lookup_task_identifiers(
+        self, conn: psycopg.Connection[Any], ids: Sequence[int]
+    ) -> dict[int, str]:
+        """``{task_id: identifier}`` for the given ids."""
+        with map_db_errors("Looking up task identifiers"):
+            rows = conn.execute(self.task_identifiers_sql, (list(ids),)).fetchall()
+        return {int(task_id): str(identifier) for task_id, identifier in rows}
+
+    def lookup_queue_names(
+        self, conn: psycopg.Connection[Any], ids: Sequence[int]
+    ) -> dict[int, str]:
+        """``{job_queue_id: queue_name}`` for the given ids."""
+        with map_db_errors("Looking up queue names"):
+            rows = conn.execute(self.queue_names_sql, (list(ids),)).fetchall()
+        return {int(queue_id): str(name) for queue_id, name in rows}
+
+
+def _failures_json(failures: Sequence[FailureSpec]) -> str:
+    return json.dumps(
+        [
+            {"jobId": str(f.job.id), "message": f.message}
+            | ({"payload": f.replacement_payload} if f.has_replacement else {})
+            for f in failures
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _claim_template(*, batch: bool, flags: bool) -> str:
+    # "Queue strategy 2" of graphile-worker: lock available queue rows up front with SKIP
+    # LOCKED, then pick jobs that have no queue or whose queue we now hold.
+    flag_filter = " and (jobs.flags ?| %(flags)s::text[]) is not true" if flags else ""
+    candidates = (
+        "candidates as (select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+        " from {schema}._private_jobs as jobs"
+        " where jobs.is_available = true and jobs.run_at <= {now}"
+        " and jobs.task_id = any(%(task_ids)s::int[])"
+        " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
+        "select queues.id from {schema}._private_job_queues as queues"
+        " where queues.is_available = true for update skip locked))"
+        + flag_filter
+        + " order by jobs.priority asc, jobs.run_at asc limit %(limit)s for update skip locked)"
+    )
+    if batch:
+        # A batch must never hold two jobs of one named queue: that would run them at once,
+        # and the first completion would unlock the queue under the second.
+        chosen = (
+            ", chosen as (select id, job_queue_id from candidates where job_queue_id is null"
+            " union all select id, job_queue_id from ("
+            "select distinct on (job_queue_id) id, job_queue_id, priority, run_at"
+            " from candidates where job_queue_id is not null"
+            " order by job_queue_id, priority, run_at) as first_per_queue)"
+        )
+        source = "chosen"
+    else:
+        chosen = ""
+        source = "candidates"
+    return (
+        "with "
+        + candidates
+        + chosen
+        + ", locked_queues as (update {schema}._private_job_queues as queues"
+        " set locked_by = %(pool)s::text, locked_at = {now} from "
+        + source
+        + " where queues.id = "
+        + source
+        + ".job_queue_id)"
+        " update {schema}._private_jobs as jobs"
+        " set attempts = jobs.attempts + 1, locked_by = %(pool)s::text, locked_at = {now}"
+        " from " + source + " where jobs.id = " + source + ".id returning jobs.*"
+    )
+
+
+def job_rows_to_jobs(
+    rows: Sequence[Mapping[str, Any]], identifier_by_task_id: Mapping[int, str]
+) -> list[Job]:
+    """Build :class:`Job` objects from claimed rows, naming tasks from our own cache."""
+    return [
+        Job.from_row(row, task_identifier=identifier_by_task_id.get(row["task_id"], ""))
+        for row in rows
+    ]

@@ -1,0 +1,301 @@
+"""Adding jobs from application code, inside the caller's own transaction.
+
+Jobs always go through the schema's ``add_job``/``add_jobs`` functions, never a plain
+INSERT: those functions register tasks and queues, apply defaults and job-key rules, and
+send the ``jobs:insert`` notification that wakes Node and Python workers alike. Nothing is
+committed here: the job becomes visible when the caller's transaction commits (at once on
+an autocommit connection).
+
+Arguments are checked before anything is sent, so a bad job leaves the caller's
+transaction untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from graphile_py.db import Row, statements_for
+from graphile_py.errors import DatabaseError, JobRejected
+from graphile_py.jobs import (
+    Job,
+    JobKeyMode,
+    JobSpec,
+    check_job_key_mode,
+    check_run_at,
+    encode_payload,
+)
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "add_job",
+    "add_job_async",
+    "add_jobs",
+    "add_jobs_async",
+]
+
+DEFAULT_SCHEMA = "graphile_worker"
+
+_SMALLINT = range(-32768, 32768)
+# add_job returns an all-NULL row when a job with the same key was locked between its
+# "retire locked jobs" step and its upsert (graphile-worker issue 580); trying again is
+# the documented answer, and the second try retires the now-locked job.
+_KEY_RACE_RETRIES = 3
+
+SyncTarget = psycopg.Connection[Any] | psycopg.Cursor[Any]
+AsyncTarget = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
+
+
+def add_job(
+    conn: SyncTarget,
+    identifier: str,
+    payload: object = None,
+    *,
+    queue_name: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    job_key: str | None = None,
+    job_key_mode: JobKeyMode | None = None,
+    priority: int | None = None,
+    flags: Sequence[str] | None = None,
+    schema: str = DEFAULT_SCHEMA,
+    max_payload_bytes: int | None = None,
+) -> Job:
+    """Add one job and return it.
+
+    ``conn`` is a psycopg connection or cursor; the job is part of its transaction.
+    ``payload`` is any JSON-serialisable value (default ``{}``). ``queue_name`` puts the
+    job in a named queue whose jobs run one at a time. ``run_at`` (timezone-aware) delays
+    it; ``max_attempts`` (default 25) bounds retries; ``priority`` (default 0) orders jobs,
+    lower first. A ``job_key`` makes the job replaceable: adding another job with the same
+    key updates it according to ``job_key_mode``. Jobs with ``flags`` can be skipped by
+    workers that forbid them.
+
+    Raises :class:`JobRejected` (or its subclasses) for a job the database would refuse,
+    before anything is sent, and :class:`DatabaseError` for other database failures.
+    """
+    params = _add_job_params(
+        identifier,
+        payload,
+        queue_name=queue_name,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        job_key=job_key,
+        job_key_mode=job_key_mode,
+        priority=priority,
+        flags=flags,
+        max_payload_bytes=max_payload_bytes,
+    )
+    connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
+    statements = statements_for(schema)
+    for _ in range(_KEY_RACE_RETRIES):
+        row = statements.add_job(connection, params)
+        if row["id"] is not None:
+            return Job.from_row(row, task_identifier=identifier, queue_name=queue_name or None)
+    raise _key_race_error(job_key)
+
+
+async def add_job_async(
+    conn: AsyncTarget,
+    identifier: str,
+    payload: object = None,
+    *,
+    queue_name: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    job_key: str | None = None,
+    job_key_mode: JobKeyMode | None = None,
+    priority: int | None = None,
+    flags: Sequence[str] | None = None,
+    schema: str = DEFAULT_SCHEMA,
+    max_payload_bytes: int | None = None,
+) -> Job:
+    """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor)."""
+    params = _add_job_params(
+        identifier,
+        payload,
+        queue_name=queue_name,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        job_key=job_key,
+        job_key_mode=job_key_mode,
+        priority=priority,
+        flags=flags,
+        max_payload_bytes=max_payload_bytes,
+    )
+    connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
+    statements = statements_for(schema)
+    for _ in range(_KEY_RACE_RETRIES):
+        row = await statements.add_job_async(connection, params)
+        if row["id"] is not None:
+            return Job.from_row(row, task_identifier=identifier, queue_name=queue_name or None)
+    raise _key_race_error(job_key)
+
+
+def add_jobs(
+    conn: SyncTarget,
+    specs: Sequence[JobSpec],
+    *,
+    job_key_preserve_run_at: bool = False,
+    schema: str = DEFAULT_SCHEMA,
+    max_payload_bytes: int | None = None,
+) -> list[Job]:
+    """Add many jobs in one round trip and return them in the order of ``specs``.
+
+    With ``job_key_preserve_run_at`` a spec whose key matches a pending job keeps that
+    job's ``run_at`` (``job_key_mode`` is not available here, as in graphile-worker).
+    """
+    if not specs:
+        return []
+    specs_json = _add_jobs_json(specs, max_payload_bytes)
+    connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
+    rows = statements_for(schema).add_jobs(connection, specs_json, job_key_preserve_run_at)
+    return _jobs_for_specs(rows, specs)
+
+
+async def add_jobs_async(
+    conn: AsyncTarget,
+    specs: Sequence[JobSpec],
+    *,
+    job_key_preserve_run_at: bool = False,
+    schema: str = DEFAULT_SCHEMA,
+    max_payload_bytes: int | None = None,
+) -> list[Job]:
+    """:func:`add_jobs` for a ``psycopg.AsyncConnection`` (or async cursor)."""
+    if not specs:
+        return []
+    specs_json = _add_jobs_json(specs, max_payload_bytes)
+    connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
+    rows = await statements_for(schema).add_jobs_async(
+        connection, specs_json, job_key_preserve_run_at
+    )
+    return _jobs_for_specs(rows, specs)
+
+
+def _add_job_params(
+    identifier: str,
+    payload: object,
+    *,
+    queue_name: str | None,
+    run_at: datetime | None,
+    max_attempts: int | None,
+    job_key: str | None,
+    job_key_mode: str | None,
+    priority: int | None,
+    flags: Sequence[str] | None,
+    max_payload_bytes: int | None,
+) -> tuple[Any, ...]:
+    _check_spec(
+        JobSpec(identifier, None, queue_name, run_at, max_attempts, job_key, priority, flags)
+    )
+    check_job_key_mode(job_key_mode)
+    return (
+        identifier,
+        encode_payload(payload, max_bytes=max_payload_bytes),
+        queue_name or None,  # as in Node, an empty queue name or key means "none"
+        run_at,
+        max_attempts,
+        job_key or None,
+        priority,
+        list(flags) if flags is not None else None,
+        job_key_mode,
+    )
+
+
+def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> str:
+    parts = []
+    for spec in specs:
+        if not isinstance(spec, JobSpec):
+            raise JobRejected(f"add_jobs takes JobSpec objects, not {type(spec).__name__}")
+        _check_spec(spec)
+        fields = json.dumps(
+            {
+                "identifier": spec.identifier,
+                "queue_name": spec.queue_name or None,
+                "run_at": spec.run_at.isoformat() if spec.run_at else None,
+                "max_attempts": spec.max_attempts,
+                "job_key": spec.job_key or None,
+                "priority": spec.priority,
+                "flags": list(spec.flags) if spec.flags is not None else None,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        # Splice the payload in as JSON, so that it is stored byte for byte as encoded.
+        payload = encode_payload(spec.payload, max_bytes=max_payload_bytes)
+        parts.append(fields[:-1] + ',"payload":' + payload + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def _jobs_for_specs(rows: Sequence[Row], specs: Sequence[JobSpec]) -> list[Job]:
+    jobs = []
+    for row, spec in zip(rows, specs, strict=False):
+        if row["id"] is None:
+            raise _key_race_error(spec.job_key)
+        jobs.append(
+            Job.from_row(row, task_identifier=spec.identifier, queue_name=spec.queue_name or None)
+        )
+    return jobs
+
+
+def _check_spec(spec: JobSpec) -> None:
+    # Fields are typed, but callers are not always type-checked: check what matters.
+    identifier: object = spec.identifier
+    queue_name: object = spec.queue_name
+    job_key: object = spec.job_key
+    max_attempts: object = spec.max_attempts
+    priority: object = spec.priority
+    flags: object = spec.flags
+    if not isinstance(identifier, str) or not identifier:
+        raise JobRejected(f"the task identifier must be a non-empty string, not {identifier!r}")
+    if len(identifier) > 128:
+        raise JobRejected(
+            f"the task identifier is longer than 128 characters ({len(identifier)})",
+            constraint="tasks_identifier_check",
+        )
+    if queue_name is not None:
+        if not isinstance(queue_name, str):
+            raise JobRejected(f"queue_name must be a string, not {type(queue_name).__name__}")
+        if len(queue_name) > 128:
+            raise JobRejected(
+                f"the queue name is longer than 128 characters ({len(queue_name)})",
+                constraint="job_queues_queue_name_check",
+            )
+    if job_key is not None:
+        if not isinstance(job_key, str):
+            raise JobRejected(f"job_key must be a string, not {type(job_key).__name__}")
+        if len(job_key) > 512:
+            raise JobRejected(
+                f"the job key must be 1 to 512 characters long ({len(job_key)})",
+                constraint="jobs_key_check",
+            )
+    check_run_at(spec.run_at)
+    if max_attempts is not None:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise JobRejected(f"max_attempts must be an integer, not {max_attempts!r}")
+        if max_attempts < 1:
+            raise JobRejected(
+                f"max_attempts must be at least 1, not {max_attempts}",
+                constraint="jobs_max_attempts_check",
+            )
+        if max_attempts not in _SMALLINT:
+            raise JobRejected(f"max_attempts must be at most 32767, not {max_attempts}")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or priority not in _SMALLINT
+    ):
+        raise JobRejected(f"priority must be an integer from -32768 to 32767, not {priority!r}")
+    if flags is not None and (
+        isinstance(flags, str | bytes) or not all(isinstance(flag, str) for flag in flags)  # type: ignore[attr-defined]
+    ):
+        raise JobRejected(f"flags must be a list of strings, not {flags!r}")
+
+
+def _key_race_error(job_key: str | None) -> DatabaseError:
+    return DatabaseError(
+        f"add_job returned no row for job key {job_key!r}: the job with that key kept being"
+        " locked by a worker while this job was added; try again"
+    )

@@ -1,0 +1,117 @@
+"""Every exception graphile-py raises on purpose.
+
+Catch ``GraphileError`` to catch them all. The tree::
+
+    GraphileError                    .sqlstate and .constraint when PostgreSQL said why
+    ├── ConfigurationError           a setting, option or argument is wrong
+    │   └── TaskLoadError            "module:attr" could not be imported or is not a task map
+    ├── JobRejected                  a job was refused, by us before sending it or by the database
+    │   ├── PayloadError             the payload is not JSON, or is larger than allowed
+    │   └── InvalidJobKeyMode        job_key_mode is not replace/preserve_run_at/unsafe_dedupe
+    ├── DatabaseError                PostgreSQL refused or failed an operation
+    │   ├── ConnectError             cannot connect, or the connection was lost
+    │   └── MigrationError           the schema could not be brought up to date
+    │       ├── UnsupportedPostgresVersion
+    │       ├── IncompatibleSchema   a newer *breaking* migration is in the database
+    │       └── LockedJobsBlockMigration
+    └── WorkerError                  the worker pool could not start or had to stop
+
+Database errors are translated from psycopg's in one place (``graphile_py.db``), always
+with ``raise ... from exc`` so the driver's error stays on ``__cause__``. A docstring is
+the default message of its exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_INCOMPATIBLE_SCHEMA",
+    "ConfigurationError",
+    "ConnectError",
+    "DatabaseError",
+    "GraphileError",
+    "IncompatibleSchema",
+    "InvalidJobKeyMode",
+    "JobRejected",
+    "LockedJobsBlockMigration",
+    "MigrationError",
+    "PayloadError",
+    "TaskLoadError",
+    "UnsupportedPostgresVersion",
+    "WorkerError",
+]
+
+#: Process exit status when the database schema is newer than this worker supports
+#: (graphile-worker uses the same number).
+EXIT_INCOMPATIBLE_SCHEMA = 57
+
+
+class GraphileError(Exception):
+    """graphile-py failed."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        sqlstate: str | None = None,
+        constraint: str | None = None,
+    ) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+        #: The PostgreSQL SQLSTATE code, when the database gave one.
+        self.sqlstate = sqlstate
+        #: The name of the violated constraint, for constraint errors.
+        self.constraint = constraint
+
+    @property
+    def message(self) -> str:
+        """The human-readable message."""
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigurationError(GraphileError, ValueError):
+    """A setting, option or argument is invalid."""
+
+
+class TaskLoadError(ConfigurationError):
+    """The task map could not be loaded."""
+
+
+class JobRejected(GraphileError, ValueError):
+    """The job was refused."""
+
+
+class PayloadError(JobRejected):
+    """The job payload cannot be stored as JSON."""
+
+
+class InvalidJobKeyMode(JobRejected):
+    """Invalid job_key_mode value, expected 'replace', 'preserve_run_at' or 'unsafe_dedupe'."""
+
+
+class DatabaseError(GraphileError):
+    """The database refused or failed an operation."""
+
+
+class ConnectError(DatabaseError):
+    """Could not connect to PostgreSQL, or the connection was lost."""
+
+
+class MigrationError(DatabaseError):
+    """The worker schema could not be migrated."""
+
+
+class UnsupportedPostgresVersion(MigrationError):
+    """graphile-py needs PostgreSQL 12 or newer."""
+
+
+class IncompatibleSchema(MigrationError):
+    """The database schema includes a breaking migration newer than this worker knows."""
+
+    exit_code = EXIT_INCOMPATIBLE_SCHEMA
+
+
+class LockedJobsBlockMigration(MigrationError):
+    """Locked jobs prevent migration 11; shut workers down cleanly and unlock them first."""
+
+
+class WorkerError(GraphileError):
+    """The worker pool could not start, or stopped because of an error."""

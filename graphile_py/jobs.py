@@ -1,0 +1,163 @@
+"""The data that crosses the API: jobs, job specs, and payload encoding. No I/O here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeAlias, get_args
+
+from graphile_py.errors import ConfigurationError, InvalidJobKeyMode, PayloadError
+
+__all__ = [
+    "JOB_KEY_MODES",
+    "Job",
+    "JobKeyMode",
+    "JobSpec",
+    "JsonValue",
+    "check_job_key_mode",
+    "check_run_at",
+    "encode_payload",
+]
+
+JsonValue: TypeAlias = (
+    bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+)
+
+JobKeyMode: TypeAlias = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
+JOB_KEY_MODES: tuple[str, ...] = get_args(JobKeyMode)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A row of ``_private_jobs`` as graphile-worker returns it, plus ``task_identifier``.
+
+    ``attempts`` already counts the attempt in progress when a worker hands the job to a
+    task. ``flags`` is the stored object (``{"flag": true, ...}``) or None.
+    """
+
+    id: int
+    task_identifier: str
+    payload: Any
+    queue_name: str | None = None
+    job_queue_id: int | None = None
+    task_id: int | None = None
+    priority: int = 0
+    run_at: datetime | None = None
+    attempts: int = 0
+    max_attempts: int = 25
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    key: str | None = None
+    locked_at: datetime | None = None
+    locked_by: str | None = None
+    revision: int = 0
+    flags: Mapping[str, bool] | None = None
+    is_available: bool | None = None
+
+    @property
+    def flag_names(self) -> frozenset[str]:
+        """The job's flags as a set of names."""
+        return frozenset(self.flags or ())
+
+    @property
+    def is_permanently_failed(self) -> bool:
+        """True when no attempts are left and nothing holds the job."""
+        return self.attempts >= self.max_attempts and self.locked_at is None
+
+    @classmethod
+    def from_row(
+        cls,
+        row: Mapping[str, Any],
+        *,
+        task_identifier: str | None = None,
+        queue_name: str | None = None,
+    ) -> Job:
+        """Build a job from a ``_private_jobs`` (or ``jobs`` view) row."""
+        return cls(
+            id=row["id"],
+            task_identifier=task_identifier or row.get("task_identifier") or "",
+            payload=row.get("payload"),
+            queue_name=queue_name if queue_name is not None else row.get("queue_name"),
+            job_queue_id=row.get("job_queue_id"),
+            task_id=row.get("task_id"),
+            priority=row["priority"],
+            run_at=row["run_at"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            last_error=row.get("last_error"),
+            created_at=row.get("created_at"),
+            updated_at=row.get("updated_at"),
+            key=row.get("key"),
+            locked_at=row.get("locked_at"),
+            locked_by=row.get("locked_by"),
+            revision=row.get("revision", 0),
+            flags=row.get("flags"),
+            is_available=row.get("is_available"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job for :func:`graphile_py.add_jobs`; ``None`` means the database's default."""
+
+    identifier: str
+    payload: JsonValue = None
+    queue_name: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    job_key: str | None = None
+    priority: int | None = None
+    flags: Sequence[str] | None = field(default=None)
+
+
+def encode_payload(payload: object, *, max_bytes: int | None = None) -> str:
+    """Serialise ``payload`` as compact JSON, as Node's ``JSON.stringify`` would.
+
+    ``None`` becomes ``{}`` (graphile-worker's default). Anything that is not plain JSON
+    (sets, dates, NaN, objects) is refused here, before the database is touched.
+    """
+    if payload is None:
+        return "{}"
+    try:
+        text = json.dumps(
+            payload,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=_refuse,
+        )
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("payload is not JSON-serialisable: it is nested too deeply") from exc
+    if max_bytes is not None:
+        size = len(text.encode("utf-8"))
+        if size > max_bytes:
+            raise PayloadError(f"payload is {size} bytes of JSON, over the limit of {max_bytes}")
+    return text
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(
+        f"object of type {type(value).__name__} is not JSON-serialisable ({value!r:.60})"
+    )
+
+
+def check_job_key_mode(mode: str | None) -> None:
+    """Refuse an unknown ``job_key_mode`` before it reaches the database."""
+    if mode is not None and mode not in JOB_KEY_MODES:
+        raise InvalidJobKeyMode(
+            f"Invalid job_key_mode {mode!r},"
+            " expected 'replace', 'preserve_run_at' or 'unsafe_dedupe'."
+        )
+
+
+def check_run_at(run_at: datetime | None) -> None:
+    """Refuse a naive ``run_at``: it would be read in the database session's time zone."""
+    if run_at is not None and (run_at.tzinfo is None or run_at.utcoffset() is None):
+        raise ConfigurationError(
+            "run_at must be a timezone-aware datetime (for example datetime.now(timezone.utc))"
+        )

@@ -1,0 +1,216 @@
+"""Bring a worker schema up to date, exactly as graphile-worker 0.18.0 does (spec 2.2-2.4).
+
+The ``migrations`` table is state shared with Node workers. Concurrency safety comes from
+its primary key alone: each migration runs in its own transaction that inserts the
+migration's row *first*, so a second migrator blocks on that row and then gets a unique
+violation, which means "someone else did it". There are no advisory locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from graphile_py.db import MIGRATION_ROW_INSERTED, Statements, statements_for, translate_error
+from graphile_py.errors import (
+    ConfigurationError,
+    DatabaseError,
+    IncompatibleSchema,
+    LockedJobsBlockMigration,
+    MigrationError,
+    UnsupportedPostgresVersion,
+)
+from graphile_py.sql import Migration, load_migrations
+
+__all__ = ["MIN_SERVER_VERSION_NUM", "MigrationReport", "latest_known_migration", "migrate"]
+
+logger = logging.getLogger("graphile_py.migrate")
+
+MIN_SERVER_VERSION_NUM = 120000
+
+# SQLSTATEs that mean another process created the same thing first.
+_CLASH_CODES = frozenset({"23505", "42P06", "42P07", "42710"})
+# SQLSTATEs of the probe that mean the migrations table (or its breaking column) is missing.
+_NOT_INSTALLED_CODES = frozenset({"42P01", "42703"})
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What :func:`migrate` found and did."""
+
+    #: The highest migration recorded before this call (None on a fresh database).
+    previous: int | None
+    #: The migrations this call ran, in order.
+    applied: tuple[int, ...] = ()
+    #: Migrations another process ran while this call was trying to.
+    skipped: tuple[int, ...] = ()
+    #: Non-fatal findings, such as a newer non-breaking schema.
+    warnings: tuple[str, ...] = field(default=())
+
+
+def latest_known_migration() -> int:
+    """The highest migration number this version of graphile-py ships."""
+    return load_migrations()[-1].number
+
+
+def migrate(
+    conn: psycopg.Connection[Any],
+    *,
+    schema: str = "graphile_worker",
+    target: int | None = None,
+) -> MigrationReport:
+    """Install or upgrade the worker schema on ``conn``.
+
+    ``conn`` must not be inside a transaction; each migration gets its own. ``target``
+    stops after that migration number (for tests of intermediate schemas).
+
+    Raises :class:`IncompatibleSchema` when the database has a breaking migration newer
+    than this worker knows (the CLI exits with status 57), :class:`UnsupportedPostgresVersion`
+    below PostgreSQL 12, and :class:`MigrationError` when a script fails.
+    """
+    known = load_migrations()
+    wanted = [m for m in known if target is None or m.number <= target]
+    statements = statements_for(schema)
+    with _autocommit(conn):
+        server_version, latest, latest_breaking = _probe_or_install(conn, schema, known)
+        _check_server_version(server_version)
+        applied: list[int] = []
+        skipped: list[int] = []
+        for migration in wanted:
+            if latest is not None and migration.number <= latest:
+                continue
+            if _run_migration(conn, schema, migration, statements):
+                applied.append(migration.number)
+            else:
+                skipped.append(migration.number)
+        if applied:
+            logger.info("Migrations complete")
+    warnings = _version_guard(latest, latest_breaking, known[-1].number)
+    return MigrationReport(
+        previous=latest, applied=tuple(applied), skipped=tuple(skipped), warnings=warnings
+    )
+
+
+@contextmanager
+def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    if conn.autocommit:
+        yield
+        return
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ConfigurationError(
+            "migrate() must not run inside a transaction: each migration commits on its own"
+        )
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        conn.autocommit = False
+
+
+def _probe_or_install(
+    conn: psycopg.Connection[Any], schema: str, known: tuple[Migration, ...]
+) -> tuple[int, int | None, int | None]:
+    statements = statements_for(schema)
+    for attempt in (1, 2):
+        try:
+            return statements.probe_migrations(conn)
+        except psycopg.Error as exc:
+            if attempt > 1 or exc.sqlstate not in _NOT_INSTALLED_CODES:
+                raise _migration_error(exc, "Reading the migrations table") from exc
+        # First contact (or a table from before 0.16 without `breaking`): bootstrap.
+        version = _server_version(conn)
+        _check_server_version(version)
+        try:
+            statements.install_migrations_table(conn, [m.number for m in known if m.breaking])
+        except psycopg.Error as exc:
+            if exc.sqlstate not in _CLASH_CODES:
+                raise _migration_error(exc, "Installing the migrations table") from exc
+            # Another process is bootstrapping at this very moment; look again shortly.
+            time.sleep(0.4 + random.random() * 0.2)
+            continue
+        # Like graphile-worker, treat the database as having no migrations yet: rows that
+        # do exist make their migrations fail the primary-key insert and get skipped.
+        return version, None, None
+    raise MigrationError("the migrations table could not be read after installing it")
+
+
+def _server_version(conn: psycopg.Connection[Any]) -> int:
+    try:
+        row = conn.execute(b"select current_setting('server_version_num')::int").fetchone()
+    except psycopg.Error as exc:
+        raise _migration_error(exc, "Reading the server version") from exc
+    assert row is not None
+    return int(row[0])
+
+
+def _check_server_version(version: int) -> None:
+    if version < MIN_SERVER_VERSION_NUM:
+        raise UnsupportedPostgresVersion(
+            "graphile-py requires PostgreSQL v12.0 or greater"
+            f" (detected `server_version_num` = {version})"
+        )
+
+
+def _run_migration(
+    conn: psycopg.Connection[Any], schema: str, migration: Migration, statements: Statements
+) -> bool:
+    kind = "breaking" if migration.breaking else "backwards-compatible"
+    logger.info("Running %s migration %s", kind, migration.name)
+    try:
+        statements.record_and_apply_migration(
+            conn, migration.number, migration.breaking, migration.render(schema)
+        )
+    except psycopg.Error as exc:
+        row_inserted = MIGRATION_ROW_INSERTED in getattr(exc, "__notes__", ())
+        if not row_inserted and exc.sqlstate in _CLASH_CODES:
+            logger.debug(
+                "Some other worker has performed migration %s; continuing.", migration.name
+            )
+            return False
+        if exc.sqlstate == "22012" and migration.number == 11:
+            raise LockedJobsBlockMigration(
+                "There are locked jobs present; migration 11 cannot complete. Please ensure"
+                " all workers are shut down cleanly and all locked jobs and queues are"
+                " unlocked before attempting this migration. To achieve this with minimal"
+                " downtime, please consider using graphile-worker 0.13.0 to drain the queue.",
+                sqlstate=exc.sqlstate,
+            ) from exc
+        raise _migration_error(exc, f"Migration {migration.name}") from exc
+    return True
+
+
+def _migration_error(exc: psycopg.Error, action: str) -> Exception:
+    translated = translate_error(exc, action)
+    if type(translated) is DatabaseError:
+        return MigrationError(translated.args[0], sqlstate=exc.sqlstate)
+    return translated
+
+
+def _version_guard(
+    latest: int | None, latest_breaking: int | None, highest_known: int
+) -> tuple[str, ...]:
+    # As in graphile-worker, the values checked are those read before migrating.
+    if latest_breaking is not None and highest_known < latest_breaking:
+        raise IncompatibleSchema(
+            f"Database is using Graphile Worker schema revision {latest} which includes"
+            f" breaking migration {latest_breaking}, but the currently running worker only"
+            f" supports up to revision {highest_known}. It would be unsafe to continue;"
+            " please ensure all versions of Graphile Worker are compatible."
+        )
+    if latest is not None and highest_known < latest:
+        message = (
+            f"Database is using Graphile Worker schema revision {latest}, but the currently"
+            f" running worker only supports up to revision {highest_known} which may or may"
+            " not be compatible; continuing. Make sure every Graphile Worker and graphile-py"
+            " process sharing this database is of a compatible version."
+        )
+        logger.warning(message)
+        return (message,)
+    return ()
