@@ -1,0 +1,112 @@
+"""Running one task function and turning what it did into an outcome.
+
+Synchronous tasks run on the worker thread. ``async def`` tasks run on one event loop
+that the pool owns, so they can overlap on I/O while sync tasks keep their threads.
+A task whose payload is a JSON array may return a list of per-item results: items that
+are exceptions failed, and only those are retried (graphile-worker's batch jobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["EventLoopThread", "Outcome", "failure_message", "run_task"]
+
+logger = logging.getLogger("graphile_py.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a task ended."""
+
+    error: BaseException | None = None
+    message: str | None = None
+    #: For a batch job whose items partly failed: the payload items to retry.
+    replacement_payload: list[Any] | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+class EventLoopThread:
+    """An asyncio loop on a daemon thread, started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coroutine`` on the loop and block this thread until it ends."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._ensure_loop()).result()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def close(self) -> None:
+        """Stop the loop (running coroutines are abandoned with their threads)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            if not thread.is_alive():
+                loop.close()
+
+
+def run_task(function: Any, payload: Any, helpers: Any, loop: EventLoopThread) -> Outcome:
+    """Call the task and classify the result; never raises for a task's own error."""
+    try:
+        if inspect.iscoroutinefunction(function):
+            result = loop.run(function(payload, helpers))
+        else:
+            result = function(payload, helpers)
+            if inspect.iscoroutine(result):
+                result = loop.run(result)
+    except BaseException as exc:  # sys.exit() in a task must not kill the worker thread
+        return Outcome(error=exc, message=failure_message(exc))
+    if isinstance(payload, list) and isinstance(result, list | tuple):
+        return _batch_outcome(payload, result)
+    return Outcome()
+
+
+def _batch_outcome(payload: list[Any], results: Sequence[Any]) -> Outcome:
+    if len(results) != len(payload):
+        logger.warning(
+            "Task returned %d results for a batch of %d items; treating the job as a success",
+            len(results),
+            len(payload),
+        )
+        return Outcome()
+    failed = [
+        (item, r) for item, r in zip(payload, results, strict=True) if isinstance(r, BaseException)
+    ]
+    if not failed:
+        return Outcome()
+    message = "Batch failures:\n" + "\n".join(failure_message(error) for _, error in failed)
+    return Outcome(
+        error=failed[0][1], message=message, replacement_payload=[item for item, _ in failed]
+    )
+
+
+def failure_message(error: BaseException) -> str:
+    """The text stored in ``last_error``: the message, else the type, never empty."""
+    text = str(error)
+    if text:
+        return text
+    return type(error).__name__ or "Non error or error without message thrown."

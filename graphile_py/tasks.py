@@ -1,0 +1,233 @@
+"""Tasks: the registry of identifier -> function, loading it, and what a task is given.
+
+A task is ``def task(payload, helpers)``. It succeeds by returning and fails by raising.
+``payload`` is the job's JSON payload, decoded; ``helpers`` is a :class:`JobHelpers`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeAlias, overload
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from graphile_py.enqueue import add_job, add_jobs
+from graphile_py.errors import TaskLoadError
+from graphile_py.jobs import Job, JobKeyMode, JobSpec
+
+__all__ = ["JobHelpers", "TaskFunction", "TaskRegistry", "load_task_map", "validate_task_map"]
+
+TaskFunction: TypeAlias = Callable[[Any, "JobHelpers"], object]
+
+
+class TaskRegistry(Mapping[str, TaskFunction]):
+    """A static map of task identifier -> task function, filled with a decorator.
+
+    >>> tasks = TaskRegistry()
+    >>> @tasks.task
+    ... def send_email(payload, helpers): ...
+    >>> @tasks.task("users/verify")
+    ... def verify(payload, helpers): ...
+    >>> sorted(tasks)
+    ['send_email', 'users/verify']
+    """
+
+    def __init__(self, tasks: Mapping[str, TaskFunction] | None = None) -> None:
+        self._tasks: dict[str, TaskFunction] = {}
+        for identifier, function in (tasks or {}).items():
+            self.add(identifier, function)
+
+    @overload
+    def task(self, name: TaskFunction, /) -> TaskFunction: ...
+    @overload
+    def task(self, name: str | None = None, /) -> Callable[[TaskFunction], TaskFunction]: ...
+
+    def task(
+        self, name: str | TaskFunction | None = None, /
+    ) -> TaskFunction | Callable[[TaskFunction], TaskFunction]:
+        """Register a function as a task, named by ``name`` or by its ``__name__``."""
+        if callable(name):
+            return self.add(name.__name__, name)
+
+        def register(function: TaskFunction) -> TaskFunction:
+            return self.add(name or function.__name__, function)
+
+        return register
+
+    def add(self, identifier: str, function: TaskFunction) -> TaskFunction:
+        """Register ``function`` under ``identifier``; refuse duplicates and bad names."""
+        _check_identifier(identifier)
+        if not callable(function):
+            raise TaskLoadError(f"task {identifier!r} is not callable: {function!r}")
+        if identifier in self._tasks:
+            raise TaskLoadError(f"task {identifier!r} is registered twice")
+        self._tasks[identifier] = function
+        return function
+
+    def __getitem__(self, identifier: str) -> TaskFunction:
+        return self._tasks[identifier]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __repr__(self) -> str:
+        return f"TaskRegistry({sorted(self._tasks)!r})"
+
+
+def _check_identifier(identifier: object) -> None:
+    if not isinstance(identifier, str) or not identifier:
+        raise TaskLoadError(f"a task identifier must be a non-empty string, not {identifier!r}")
+    if len(identifier) > 128:
+        raise TaskLoadError(f"task identifier {identifier[:40]!r}... is longer than 128 characters")
+
+
+def validate_task_map(tasks: object, *, source: str = "the task map") -> dict[str, TaskFunction]:
+    """Check that ``tasks`` maps identifiers to callables; return a plain dict copy."""
+    if not isinstance(tasks, Mapping):
+        raise TaskLoadError(
+            f"{source} must be a TaskRegistry or a dict of identifier -> function,"
+            f" not {type(tasks).__name__}"
+        )
+    checked: dict[str, TaskFunction] = {}
+    for identifier, function in tasks.items():
+        _check_identifier(identifier)
+        if not callable(function):
+            raise TaskLoadError(f"task {identifier!r} in {source} is not callable: {function!r}")
+        checked[identifier] = function
+    if not checked:
+        raise TaskLoadError(f"{source} has no tasks; a worker needs at least one")
+    return checked
+
+
+def load_task_map(spec: str, *, search_path: str | None = None) -> dict[str, TaskFunction]:
+    """Import ``"package.module:attribute"`` and return the task map it names.
+
+    The current directory (or ``search_path``) is importable first, as with uvicorn, so
+    ``--tasks tasks:registry`` finds ``./tasks.py``.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise TaskLoadError(
+            f"--tasks must look like 'module:attribute' (for example 'myapp.tasks:registry'),"
+            f" not {spec!r}"
+        )
+    directory = search_path or os.getcwd()
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise TaskLoadError(
+                f"could not find the task module {module_name!r} (looked in {directory!r}"
+                " and on sys.path)"
+            ) from exc
+        raise TaskLoadError(f"importing the task module {module_name!r} failed: {exc}") from exc
+    except Exception as exc:
+        raise TaskLoadError(
+            f"importing the task module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    target: object = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            raise TaskLoadError(f"module {module_name!r} has no attribute {attribute!r}") from exc
+    return validate_task_map(target, source=spec)
+
+
+class JobHelpers:
+    """What a running task gets besides its payload.
+
+    ``job`` is the claimed job (``attempts`` counts this attempt); ``logger`` logs with
+    the job's identity; ``abort_event`` is set when shutdown forces the job to end, and a
+    long task should check it and stop early.
+    """
+
+    def __init__(
+        self,
+        *,
+        job: Job,
+        pool: ConnectionPool[psycopg.Connection[Any]],
+        schema: str,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        abort_event: threading.Event,
+        worker_id: str,
+        queue_name_lookup: Callable[[int], str] | None = None,
+    ) -> None:
+        self.job = job
+        self.logger = logger
+        self.abort_event = abort_event
+        self.worker_id = worker_id
+        self._pool = pool
+        self._schema = schema
+        self._queue_name_lookup = queue_name_lookup
+
+    @property
+    def aborted(self) -> bool:
+        """True once shutdown has asked running tasks to stop."""
+        return self.abort_event.is_set()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a pooled connection (autocommit; use ``conn.transaction()`` for more)."""
+        with self._pool.connection() as conn:
+            yield conn
+
+    def get_queue_name(self) -> str | None:
+        """The name of the job's named queue, or None if it has none."""
+        if self.job.job_queue_id is None:
+            return None
+        if self.job.queue_name is not None:
+            return self.job.queue_name
+        assert self._queue_name_lookup is not None
+        return self._queue_name_lookup(self.job.job_queue_id)
+
+    def add_job(
+        self,
+        identifier: str,
+        payload: object = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+    ) -> Job:
+        """Add a job (committed at once, whatever becomes of this one)."""
+        with self._pool.connection() as conn:
+            return add_job(
+                conn,
+                identifier,
+                payload,
+                queue_name=queue_name,
+                run_at=run_at,
+                max_attempts=max_attempts,
+                job_key=job_key,
+                job_key_mode=job_key_mode,
+                priority=priority,
+                flags=flags,
+                schema=self._schema,
+            )
+
+    def add_jobs(
+        self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False
+    ) -> list[Job]:
+        """Add several jobs in one round trip (committed at once)."""
+        with self._pool.connection() as conn:
+            return add_jobs(
+                conn, specs, job_key_preserve_run_at=job_key_preserve_run_at, schema=self._schema
+            )

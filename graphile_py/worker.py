@@ -1,0 +1,610 @@
+"""The worker pool: N worker threads, a LISTEN thread and a stale-lock sweeper.
+
+Each worker thread claims one job at a time in a short autocommit statement (spec 3.4),
+runs its task without holding a connection, then completes or fails it (spec 3.6, 3.7).
+Idle workers wait on their own event for at most ``poll_interval``; a ``jobs:insert``
+notification sets the events of as many workers as there are new jobs. A worker nudged
+while it was fetching fetches again at once, so no notification is lost to a race.
+
+Shutdown runs in order: stop claiming, let running jobs finish within
+``shutdown_timeout`` (asking them to stop through ``abort_event`` after
+``graceful_shutdown_abort_timeout``), fail whatever is still running with a clear
+message, and wait for every one of those writes before closing connections. A job is
+never left locked by a pool that stopped on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from graphile_py.db import FailureSpec, map_db_errors, statements_for
+from graphile_py.errors import (
+    EXIT_INCOMPATIBLE_SCHEMA,
+    ConfigurationError,
+    GraphileError,
+    WorkerError,
+)
+from graphile_py.execution import EventLoopThread, Outcome, run_task
+from graphile_py.jobs import Job
+from graphile_py.listener import Listener
+from graphile_py.logs import JobLogger
+from graphile_py.retry import with_retries
+from graphile_py.tasks import JobHelpers, TaskFunction, validate_task_map
+
+__all__ = ["ForbiddenFlags", "WorkerOptions", "WorkerPool"]
+
+logger = logging.getLogger("graphile_py.worker")
+
+ForbiddenFlags = Sequence[str] | Callable[[], Sequence[str] | None] | None
+
+# How long shutdown waits for the final fail/complete writes once the grace period is over.
+_FINAL_WRITE_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a :class:`WorkerPool` behaves. Times are in seconds."""
+
+    schema: str = "graphile_worker"
+    #: Jobs run at once by this pool (one thread each).
+    concurrency: int = 1
+    #: How often idle workers look for jobs that no notification announces (run_at, retries).
+    poll_interval: float = 2.0
+    #: Connections for claiming and writing jobs; the LISTEN connection is one more.
+    max_pool_size: int = 10
+    #: False for pgBouncer in transaction mode: no server-side prepared statements.
+    prepared_statements: bool = True
+    #: After a graceful shutdown starts, set every running job's ``abort_event`` this late.
+    graceful_shutdown_abort_timeout: float = 5.0
+    #: After a graceful shutdown starts, fail jobs still running this late.
+    shutdown_timeout: float = 30.0
+    #: The stale-lock sweep runs every min..max seconds (randomised), first within 60 s.
+    min_reset_locked_interval: float = 480.0
+    max_reset_locked_interval: float = 600.0
+    #: Skip jobs carrying any of these flags; a callable is asked before every fetch.
+    forbidden_flags: ForbiddenFlags = None
+    #: Use this machine's clock instead of the database's for "is the job due".
+    use_node_time: bool = False
+    #: Name of the worker thread for logs; only allowed with concurrency 1.
+    worker_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, not {self.concurrency}")
+        if not (self.poll_interval > 0 and math.isfinite(self.poll_interval)):
+            raise ConfigurationError(
+                f"poll_interval must be a positive number of seconds, not {self.poll_interval}"
+            )
+        if self.max_pool_size < 1:
+            raise ConfigurationError(f"max_pool_size must be at least 1, not {self.max_pool_size}")
+        if self.worker_id is not None and self.concurrency > 1:
+            raise ConfigurationError(
+                "You must not set worker_id when concurrency > 1; each worker must have a"
+                " unique identifier"
+            )
+        low, high = self.min_reset_locked_interval, self.max_reset_locked_interval
+        if not (math.isfinite(low) and math.isfinite(high) and low > 0 and high >= low):
+            raise ConfigurationError(
+                f"Invalid values for min_reset_locked_interval ({low})/max_reset_locked_interval"
+                f" ({high}): both must be positive and min <= max"
+            )
+        for name in ("graceful_shutdown_abort_timeout", "shutdown_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must not be negative")
+
+
+class _JobState(Enum):
+    RUNNING = "running"  # the task is executing
+    WRITING = "writing"  # the worker is recording the outcome
+    ABANDONED = "abandoned"  # shutdown failed the job; the worker must not write
+
+
+class _ActiveJob:
+    __slots__ = ("job", "state", "written")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.state = _JobState.RUNNING
+        self.written = threading.Event()
+
+
+class _Slot:
+    """One worker thread and the state the pool needs to nudge it or stop it."""
+
+    def __init__(self, pool: WorkerPool, worker_id: str) -> None:
+        self.pool = pool
+        self.worker_id = worker_id
+        self.wake = threading.Event()
+        self.idle = False
+        self.active: _ActiveJob | None = None
+        self.thread = threading.Thread(target=self._run, name=worker_id, daemon=True)
+        self.log = JobLogger(logger, {"worker_id": worker_id})
+
+    def _run(self) -> None:
+        pool = self.pool
+        failures = 0
+        self.log.debug("Spawned")
+        while not pool.stopping:
+            self.wake.clear()
+            try:
+                jobs = pool.claim()
+            except GraphileError as exc:
+                failures += 1
+                self.log.warning("Failed to acquire job: %s (%d contiguous fails)", exc, failures)
+                if pool.once and failures >= 3:
+                    pool.fail(exc)
+                    return
+                self._idle_wait()
+                continue
+            failures = 0
+            if not jobs:
+                if pool.once:
+                    return
+                self._idle_wait()
+                continue
+            for job in jobs:
+                pool.execute(self, job)
+
+    def _idle_wait(self) -> None:
+        self.idle = True
+        try:
+            self.wake.wait(self.pool.options.poll_interval)
+        finally:
+            self.idle = False
+
+
+class WorkerPool:
+    """Runs jobs from the database with a pool of threads until told to stop.
+
+    ``run()`` blocks: it starts everything, waits for :meth:`request_stop` (signals call
+    it), shuts down in order, and returns the process exit status (0, or 57 when a
+    breaking migration by another process made it unsafe to go on). With ``once=True``
+    the pool instead returns when no job is ready.
+    """
+
+    def __init__(
+        self,
+        tasks: Mapping[str, TaskFunction],
+        *,
+        conninfo: str,
+        options: WorkerOptions | None = None,
+        once: bool = False,
+    ) -> None:
+        self.tasks = validate_task_map(tasks)
+        self.options = options or WorkerOptions()
+        self.once = once
+        #: Written to ``locked_by`` of claimed jobs and queues; unique per pool.
+        self.id = ("otpool-" if once else "pool-") + secrets.token_hex(9)
+        self.exit_code = 0
+        self._conninfo = conninfo
+        self._statements = statements_for(self.options.schema)
+        self._connect_kwargs: dict[str, Any] = {
+            "prepare_threshold": 0 if self.options.prepared_statements else None
+        }
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._task_ids: list[int] = []
+        self._identifier_by_task_id: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._stop_requested = threading.Event()
+        self._stop_reason = ""
+        self._force_requested = threading.Event()
+        self._stopping = threading.Event()
+        self._give_up_writes = threading.Event()
+        self._abort_event = threading.Event()
+        self._error: BaseException | None = None
+        self._loop = EventLoopThread(f"graphile-py-async-{self.id}")
+        self._listener: Listener | None = None
+        self._sweeper: threading.Thread | None = None
+        self._queue_names: dict[int, str] = {}
+        self._slots = [
+            _Slot(self, self.options.worker_id or f"worker-{secrets.token_hex(9)}")
+            for _ in range(self.options.concurrency)
+        ]
+
+    # -- public control ------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """True once the pool has stopped claiming jobs."""
+        return self._stopping.is_set()
+
+    @property
+    def listener_reconnects(self) -> int:
+        """How often the LISTEN connection was lost and re-established."""
+        return self._listener.reconnects if self._listener else 0
+
+    def run(self) -> int:
+        """Start, run until stopped (or, once, until nothing is ready), shut down."""
+        self.start()
+        try:
+            self.wait_for_stop_request()
+        finally:
+            self.shutdown()
+        if self._error is not None:
+            raise WorkerError(
+                f"the worker pool stopped because of an error: {self._error}"
+            ) from self._error
+        return self.exit_code
+
+    def start(self) -> None:
+        """Connect, register our tasks, and start the threads."""
+        opts = self.options
+        self._pool = ConnectionPool(
+            self._conninfo,
+            min_size=min(opts.concurrency, opts.max_pool_size),
+            max_size=opts.max_pool_size,
+            kwargs={"autocommit": True, **self._connect_kwargs},
+            open=False,
+            name=f"graphile-py-{self.id}",
+        )
+        with map_db_errors("Connecting to the database"):
+            self._pool.open(wait=True, timeout=30)
+        try:
+            self._register_tasks()
+        except BaseException:
+            self._pool.close()
+            raise
+        if opts.concurrency > opts.max_pool_size:
+            logger.warning(
+                "max_pool_size (%d) is smaller than concurrency (%d); workers will wait for"
+                " connections",
+                opts.max_pool_size,
+                opts.concurrency,
+            )
+        if not self.once:
+            self._listener = Listener(
+                conninfo=self._conninfo,
+                connect_kwargs={},
+                on_jobs=self.nudge,
+                on_breaking_migration=self._on_breaking_migration,
+                on_reconnected=lambda: self.nudge(len(self._slots)),
+            )
+            self._listener.start()
+            self._sweeper = threading.Thread(
+                target=self._sweep_stale_locks, name=f"graphile-py-sweeper-{self.id}", daemon=True
+            )
+            self._sweeper.start()
+        for slot in self._slots:
+            slot.thread.start()
+        names = ", ".join(repr(name) for name in self.tasks)
+        logger.info(
+            "Worker connected and looking for jobs... (pool %s, %d worker%s, task names: %s)",
+            self.id,
+            len(self._slots),
+            "" if len(self._slots) == 1 else "s",
+            names,
+        )
+
+    def wait_listening(self, timeout: float = 10.0) -> bool:
+        """Block until the LISTEN connection is up (always True in run-once mode)."""
+        return self._listener is None or self._listener.wait_connected(timeout)
+
+    def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
+        """Ask the pool to shut down; safe from signal handlers and other threads."""
+        if not self._stop_requested.is_set():
+            self._stop_reason = reason
+            self._stop_requested.set()
+        if force:
+            self._force_requested.set()
+
+    def wait_for_stop_request(self) -> None:
+        """Block until a stop is requested (or, once, every worker has run dry)."""
+        while not self._stop_requested.wait(0.2):
+            if self.once and not any(slot.thread.is_alive() for slot in self._slots):
+                return
+
+    def nudge(self, count: int) -> None:
+        """Wake up to ``count`` idle workers to look for jobs now."""
+        woken = 0
+        for slot in self._slots:
+            if woken >= count:
+                break
+            if slot.idle:
+                woken += 1
+            # A busy worker keeps the nudge and fetches again as soon as it is free.
+            slot.wake.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the pool because of ``error``; :meth:`run` re-raises it."""
+        if self._error is None:
+            self._error = error
+        self.request_stop(f"error: {error}")
+
+    # -- the hot path (called from worker threads) ---------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a connection from the pool, translating pool timeouts."""
+        assert self._pool is not None, "the pool has not been started"
+        with map_db_errors("Getting a database connection"):
+            conn = self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    def claim(self) -> list[Job]:
+        """Lock and return the next ready job of ours, or an empty list."""
+        flags = self._forbidden_flags()
+        now = datetime.now(UTC) if self.options.use_node_time else None
+        with self.connection() as conn:
+            rows = self._statements.claim_jobs(
+                conn,
+                pool_id=self.id,
+                task_ids=self._task_ids,
+                forbidden_flags=flags,
+                now=now,
+            )
+        return [
+            Job.from_row(row, task_identifier=self._identifier_by_task_id[row["task_id"]])
+            for row in rows
+        ]
+
+    def execute(self, slot: _Slot, job: Job) -> None:
+        """Run ``job`` on the current thread and record the outcome."""
+        active = _ActiveJob(job)
+        with self._lock:
+            slot.active = active
+        log = JobLogger(
+            logger, {"worker_id": slot.worker_id, "task": job.task_identifier, "job_id": job.id}
+        )
+        log.debug("Found task %s (%s)", job.id, job.task_identifier)
+        helpers = JobHelpers(
+            job=job,
+            pool=self._require_pool(),
+            schema=self.options.schema,
+            logger=log,
+            abort_event=self._abort_event,
+            worker_id=slot.worker_id,
+            queue_name_lookup=self._queue_name,
+        )
+        started = time.perf_counter()
+        outcome = run_task(self.tasks[job.task_identifier], job.payload, helpers, self._loop)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        with self._lock:
+            if active.state is _JobState.ABANDONED:
+                slot.active = None
+                log.warning(
+                    "Task %s (%s) finished after shutdown had already failed it; its result"
+                    " is discarded",
+                    job.id,
+                    job.task_identifier,
+                )
+                return
+            active.state = _JobState.WRITING
+        try:
+            self._record(job, outcome)
+        except GraphileError as exc:
+            log.error(
+                "Failed to release job %s after %s: %s; it stays locked by %s until"
+                " force_unlock_workers or the 4-hour stale-lock sweep frees it",
+                job.id,
+                "success" if outcome.succeeded else f"failure {outcome.message!r}",
+                exc,
+                self.id,
+            )
+        finally:
+            with self._lock:
+                slot.active = None
+            active.written.set()
+        _log_outcome(log, job, outcome, elapsed_ms)
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        def write() -> None:
+            with self.connection() as conn:
+                if outcome.succeeded:
+                    self._statements.complete_jobs(conn, self.id, [job])
+                else:
+                    spec = FailureSpec(
+                        job,
+                        outcome.message or "",
+                        outcome.replacement_payload,
+                        has_replacement=outcome.replacement_payload is not None,
+                    )
+                    self._statements.fail_jobs(conn, self.id, [spec])
+
+        with_retries(
+            write,
+            description=f"Recording the outcome of job {job.id}",
+            wait=self._give_up_writes.wait,
+        )
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop in order; returns when no job of ours is locked any more."""
+        if self._pool is None:
+            return
+        reason = self._stop_reason or "stop requested"
+        forced = self._force_requested.is_set()
+        logger.info("Worker pool %s shutting down (%s)", self.id, reason)
+        self._stopping.set()
+        for slot in self._slots:
+            slot.wake.set()
+        if self._listener is not None:
+            self._listener.stop()
+
+        started = time.monotonic()
+        opts = self.options
+        while any(slot.thread.is_alive() for slot in self._slots):
+            if self._force_requested.is_set():
+                forced = True
+                break
+            waited = time.monotonic() - started
+            if waited >= opts.graceful_shutdown_abort_timeout and not self._abort_event.is_set():
+                logger.info("Asking running tasks to stop (abort_event set)")
+                self._abort_event.set()
+            if waited >= opts.shutdown_timeout:
+                break
+            time.sleep(0.02)
+
+        still_running = self._abandon_running_jobs()
+        if still_running:
+            self._abort_event.set()
+            message = (
+                f"Forced worker shutdown due to {reason}"
+                if forced
+                else f"Worker shutdown ({reason}): the job did not finish within the"
+                f" {opts.shutdown_timeout:g}s grace period"
+            )
+            self._fail_abandoned(still_running, message)
+        self._wait_for_writes()
+        self._give_up_writes.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+        self._loop.close()
+        self._pool.close()
+        logger.info("Worker pool %s stopped", self.id)
+
+    def _abandon_running_jobs(self) -> list[Job]:
+        with self._lock:
+            running = [
+                slot.active
+                for slot in self._slots
+                if slot.active is not None and slot.active.state is _JobState.RUNNING
+            ]
+            for active in running:
+                active.state = _JobState.ABANDONED
+        return [active.job for active in running]
+
+    def _fail_abandoned(self, jobs: list[Job], message: str) -> None:
+        ids = [job.id for job in jobs]
+        logger.warning("Failing %d job(s) still running at shutdown: %s", len(ids), ids)
+
+        def write() -> None:
+            with self.connection() as conn:
+                self._statements.fail_jobs_with_message(conn, self.id, ids, message)
+
+        deadline = time.monotonic() + _FINAL_WRITE_TIMEOUT
+        try:
+            with_retries(
+                write,
+                description="Failing jobs at shutdown",
+                wait=lambda delay: (
+                    time.monotonic() + delay > deadline or self._give_up_writes.wait(delay)
+                ),
+            )
+        except GraphileError as exc:
+            logger.error(
+                "Could not fail jobs %s at shutdown: %s; they stay locked by %s until"
+                " force_unlock_workers or the stale-lock sweep frees them",
+                ids,
+                exc,
+                self.id,
+            )
+
+    def _wait_for_writes(self) -> None:
+        deadline = time.monotonic() + _FINAL_WRITE_TIMEOUT
+        with self._lock:
+            writing = [
+                slot.active
+                for slot in self._slots
+                if slot.active is not None and slot.active.state is _JobState.WRITING
+            ]
+        for active in writing:
+            active.written.wait(max(0.0, deadline - time.monotonic()))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _require_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        assert self._pool is not None
+        return self._pool
+
+    def _register_tasks(self) -> None:
+        def register() -> dict[int, str]:
+            with self.connection() as conn:
+                return self._statements.register_task_identifiers(conn, list(self.tasks))
+
+        self._identifier_by_task_id = with_retries(
+            register,
+            description="Registering tasks",
+            wait=self._stop_requested.wait,
+        )
+        self._task_ids = list(self._identifier_by_task_id)
+
+    def _forbidden_flags(self) -> Sequence[str] | None:
+        flags = self.options.forbidden_flags
+        if callable(flags):
+            flags = flags()
+        return list(flags) if flags else None
+
+    def _queue_name(self, queue_id: int) -> str:
+        name = self._queue_names.get(queue_id)
+        if name is None:
+            with self.connection() as conn:
+                self._queue_names.update(self._statements.lookup_queue_names(conn, [queue_id]))
+            name = self._queue_names.get(queue_id)
+            if name is None:
+                raise WorkerError(f"Queue with id '{queue_id}' not found")
+        return name
+
+    def _on_breaking_migration(self, number: int | None) -> None:
+        logger.warning(
+            "Graphile Worker detected breaking migration to database schema revision '%s';"
+            " it would be unsafe to continue, so shutting down...",
+            number,
+        )
+        self.exit_code = EXIT_INCOMPATIBLE_SCHEMA
+        self.request_stop(f"breaking migration {number}")
+
+    def _sweep_stale_locks(self) -> None:
+        opts = self.options
+        delay = random.random() * min(60.0, opts.max_reset_locked_interval)
+        while not self._stopping.wait(delay):
+            now = datetime.now(UTC) if opts.use_node_time else None
+            try:
+                with self.connection() as conn:
+                    self._statements.reset_stale_locks(conn, now)
+            except GraphileError as exc:
+                delay = _next_sweep_delay(opts)
+                logger.warning("Failed to reset locked; we'll try again in %.0fs: %s", delay, exc)
+                continue
+            delay = _next_sweep_delay(opts)
+
+
+def _next_sweep_delay(opts: WorkerOptions) -> float:
+    low, high = opts.min_reset_locked_interval, opts.max_reset_locked_interval
+    return low + random.random() * (high - low)
+
+
+def _log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -> None:
+    if outcome.succeeded:
+        attempt = f", attempt {job.attempts} of {job.max_attempts}" if job.attempts > 1 else ""
+        log.info(
+            "Completed task %s (%s, %.2fms%s) with success",
+            job.id,
+            job.task_identifier,
+            elapsed_ms,
+            attempt,
+        )
+        return
+    if job.attempts >= job.max_attempts:
+        fate = "no attempts left; the job has failed permanently"
+    else:
+        backoff = math.exp(min(job.attempts, 10))
+        fate = f"will retry in {backoff:.2f}s (attempt {job.attempts + 1} of {job.max_attempts})"
+    log.error(
+        "Failed task %s (%s, %.2fms, attempt %d of %d) with error %r; %s",
+        job.id,
+        job.task_identifier,
+        elapsed_ms,
+        job.attempts,
+        job.max_attempts,
+        outcome.message,
+        fate,
+        exc_info=outcome.error,
+    )
