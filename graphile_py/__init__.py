@@ -1,1 +1,68 @@
-"""graphile-py: a PostgreSQL job queue that shares its database with Node graphile-worker."""
+"""graphile-py: a PostgreSQL job queue that shares its database with Node graphile-worker.
+
+Enqueue with :func:`add_job` inside your own transaction (or :class:`WorkerUtils` when
+you have no connection at hand), register tasks on a :class:`TaskRegistry`, and run them
+with ``graphile-py worker --tasks module:registry`` or :func:`run_worker`.
+"""
+
+from graphile_py.admin import CLEANUP_TASKS, CleanupTask, WorkerUtils
+from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
+from graphile_py.errors import (
+    EXIT_INCOMPATIBLE_SCHEMA,
+    ConfigurationError,
+    ConnectError,
+    DatabaseError,
+    GraphileError,
+    IncompatibleSchema,
+    InvalidJobKeyMode,
+    JobRejected,
+    LockedJobsBlockMigration,
+    MigrationError,
+    PayloadError,
+    TaskLoadError,
+    UnsupportedPostgresVersion,
+    WorkerError,
+)
+from graphile_py.jobs import Job, JobKeyMode, JobSpec
+from graphile_py.migrate import MigrationReport, latest_known_migration, migrate
+from graphile_py.runner import run_once, run_worker
+from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_map
+from graphile_py.worker import WorkerOptions, WorkerPool
+
+__all__ = [
+    "CLEANUP_TASKS",
+    "EXIT_INCOMPATIBLE_SCHEMA",
+    "CleanupTask",
+    "ConfigurationError",
+    "ConnectError",
+    "DatabaseError",
+    "GraphileError",
+    "IncompatibleSchema",
+    "InvalidJobKeyMode",
+    "Job",
+    "JobHelpers",
+    "JobKeyMode",
+    "JobRejected",
+    "JobSpec",
+    "LockedJobsBlockMigration",
+    "MigrationError",
+    "MigrationReport",
+    "PayloadError",
+    "TaskFunction",
+    "TaskLoadError",
+    "TaskRegistry",
+    "UnsupportedPostgresVersion",
+    "WorkerError",
+    "WorkerOptions",
+    "WorkerPool",
+    "WorkerUtils",
+    "add_job",
+    "add_job_async",
+    "add_jobs",
+    "add_jobs_async",
+    "latest_known_migration",
+    "load_task_map",
+    "migrate",
+    "run_once",
+    "run_worker",
+]

@@ -1,0 +1,214 @@
+"""WorkerUtils: adding and administering jobs from code that has no connection at hand.
+
+It owns a small connection pool and migrates the schema when it opens, as
+graphile-worker's ``makeWorkerUtils`` does. The admin operations call the schema's own
+SQL functions, so they treat a job locked less than 4 hours ago as running and leave
+it alone; a lock older than that is presumed dead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from graphile_py.db import Row, map_db_errors, statements_for
+from graphile_py.enqueue import DEFAULT_SCHEMA, add_job, add_jobs
+from graphile_py.errors import ConfigurationError
+from graphile_py.jobs import Job, JobKeyMode, JobSpec
+from graphile_py.migrate import MigrationReport, migrate
+
+__all__ = ["CLEANUP_TASKS", "CleanupTask", "WorkerUtils"]
+
+CleanupTask = Literal["GC_TASK_IDENTIFIERS", "GC_JOB_QUEUES", "DELETE_PERMAFAILED_JOBS"]
+CLEANUP_TASKS: tuple[CleanupTask, ...] = (
+    "GC_TASK_IDENTIFIERS",
+    "GC_JOB_QUEUES",
+    "DELETE_PERMAFAILED_JOBS",
+)
+
+
+class WorkerUtils:
+    """Enqueue and administer jobs through a pool of its own.
+
+    >>> with WorkerUtils("postgresql://localhost/app") as utils:  # doctest: +SKIP
+    ...     utils.add_job("send_email", {"to": "someone@example.com"})
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        max_pool_size: int = 4,
+        run_migrations: bool = True,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        self.schema = schema
+        self._statements = statements_for(schema)
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="graphile-py-utils",
+        )
+        with map_db_errors("Connecting to the database"):
+            self._pool.open(wait=True, timeout=connect_timeout)
+        if run_migrations:
+            try:
+                self.migrate()
+            except BaseException:
+                self._pool.close()
+                raise
+
+    def __enter__(self) -> WorkerUtils:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self._pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a pooled connection (autocommit)."""
+        with map_db_errors("Getting a database connection"):
+            conn = self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    def migrate(self) -> MigrationReport:
+        """Install or upgrade the worker schema."""
+        with self.connection() as conn:
+            return migrate(conn, schema=self.schema)
+
+    def add_job(
+        self,
+        identifier: str,
+        payload: object = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+    ) -> Job:
+        """Add a job (committed at once); see :func:`graphile_py.add_job`."""
+        with self.connection() as conn:
+            return add_job(
+                conn,
+                identifier,
+                payload,
+                queue_name=queue_name,
+                run_at=run_at,
+                max_attempts=max_attempts,
+                job_key=job_key,
+                job_key_mode=job_key_mode,
+                priority=priority,
+                flags=flags,
+                schema=self.schema,
+            )
+
+    def add_jobs(
+        self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False
+    ) -> list[Job]:
+        """Add several jobs in one round trip; see :func:`graphile_py.add_jobs`."""
+        with self.connection() as conn:
+            return add_jobs(
+                conn, specs, job_key_preserve_run_at=job_key_preserve_run_at, schema=self.schema
+            )
+
+    def complete_jobs(self, job_ids: Iterable[int]) -> list[Job]:
+        """Delete the listed jobs as if they had succeeded; running ones are skipped."""
+        with self.connection() as conn:
+            return self._jobs(conn, self._statements.admin_complete_jobs(conn, list(job_ids)))
+
+    def permanently_fail_jobs(self, job_ids: Iterable[int], reason: str | None = None) -> list[Job]:
+        """Mark the listed jobs as failed for good; running ones are skipped."""
+        with self.connection() as conn:
+            rows = self._statements.admin_permanently_fail_jobs(conn, list(job_ids), reason or None)
+            return self._jobs(conn, rows)
+
+    def reschedule_jobs(
+        self,
+        job_ids: Iterable[int],
+        *,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Job]:
+        """Change the given fields of the listed jobs; running ones are skipped."""
+        with self.connection() as conn:
+            rows = self._statements.admin_reschedule_jobs(
+                conn,
+                list(job_ids),
+                run_at=run_at,
+                priority=priority,
+                attempts=attempts,
+                max_attempts=max_attempts,
+            )
+            return self._jobs(conn, rows)
+
+    def remove_job(self, job_key: str) -> Job | None:
+        """Delete the pending job with this key; a running one is only prevented from retrying."""
+        with self.connection() as conn:
+            row = self._statements.admin_remove_job(conn, job_key)
+            return self._jobs(conn, [row])[0] if row else None
+
+    def force_unlock_workers(self, pool_ids: Iterable[str]) -> None:
+        """Release every job and queue locked by these pools (which must be dead)."""
+        with self.connection() as conn:
+            self._statements.admin_force_unlock_workers(conn, list(pool_ids))
+
+    def cleanup(
+        self,
+        tasks: Iterable[CleanupTask] = ("GC_JOB_QUEUES",),
+        *,
+        task_identifiers_to_keep: Iterable[str] = (),
+    ) -> None:
+        """Delete permanently failed jobs and unused task and queue rows, as asked.
+
+        ``GC_TASK_IDENTIFIERS`` is unsafe while workers run: they cache task ids.
+        """
+        wanted = list(tasks)
+        unknown = [task for task in wanted if task not in CLEANUP_TASKS]
+        if unknown:
+            raise ConfigurationError(
+                f"Invalid cleanup tasks; allowed values: {', '.join(CLEANUP_TASKS)};"
+                f" you provided: {', '.join(map(str, unknown))}"
+            )
+        with self.connection() as conn:
+            self._statements.cleanup(
+                conn,
+                delete_permafailed_jobs="DELETE_PERMAFAILED_JOBS" in wanted,
+                gc_task_identifiers="GC_TASK_IDENTIFIERS" in wanted,
+                gc_job_queues="GC_JOB_QUEUES" in wanted,
+                task_identifiers_to_keep=list(task_identifiers_to_keep),
+            )
+
+    def _jobs(self, conn: psycopg.Connection[Any], rows: Sequence[Row]) -> list[Job]:
+        task_names = self._statements.lookup_task_identifiers(
+            conn, sorted({row["task_id"] for row in rows})
+        )
+        return [
+            Job.from_row(row, task_identifier=task_names.get(row["task_id"], "")) for row in rows
+        ]

@@ -1,0 +1,88 @@
+"""Running a worker as a program: migrate, run the pool, turn signals into shutdown.
+
+The first SIGINT or SIGTERM starts a graceful shutdown; another one after that forces
+it (running jobs are failed with ``Forced worker shutdown due to <SIGNAL>``). Signal
+handlers are installed only on the main thread and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import FrameType
+
+import psycopg
+
+from graphile_py.db import map_db_errors
+from graphile_py.migrate import migrate
+from graphile_py.tasks import TaskFunction
+from graphile_py.worker import WorkerOptions, WorkerPool
+
+__all__ = ["run_once", "run_worker"]
+
+logger = logging.getLogger("graphile_py.runner")
+
+_SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run_worker(
+    tasks: Mapping[str, TaskFunction],
+    *,
+    conninfo: str,
+    options: WorkerOptions | None = None,
+    once: bool = False,
+    handle_signals: bool = True,
+) -> int:
+    """Migrate the schema, then run a worker pool until it is stopped.
+
+    Returns the exit status: 0, or 57 when another process applied a breaking migration.
+    Raises :class:`graphile_py.IncompatibleSchema` when the schema is already too new.
+    """
+    options = options or WorkerOptions()
+    with map_db_errors("Connecting to the database"):
+        conn = psycopg.connect(conninfo, autocommit=True)
+    with conn:
+        migrate(conn, schema=options.schema)
+    pool = WorkerPool(tasks, conninfo=conninfo, options=options, once=once)
+    with _signals_stop(pool, enabled=handle_signals):
+        return pool.run()
+
+
+def run_once(
+    tasks: Mapping[str, TaskFunction],
+    *,
+    conninfo: str,
+    options: WorkerOptions | None = None,
+) -> int:
+    """Run every job that is ready now, then return (0 on a clean finish)."""
+    return run_worker(tasks, conninfo=conninfo, options=options, once=True)
+
+
+@contextmanager
+def _signals_stop(pool: WorkerPool, *, enabled: bool) -> Iterator[None]:
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[str] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if not received:
+            logger.info(
+                "Received '%s'; attempting graceful shutdown... (send it again to force)", name
+            )
+            pool.request_stop(name)
+        else:
+            logger.error("Received '%s'; attempting forceful shutdown...", name)
+            pool.request_stop(name, force=True)
+        received.append(name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in _SHUTDOWN_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
