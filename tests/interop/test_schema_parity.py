@@ -1,0 +1,179 @@
+"""Our migrations leave exactly the schema that graphile-worker 0.18.0's do, at every step.
+
+For each k, database A gets our migrations 1..k (through ``graphile_py.migrate``) and
+database B gets the SQL files of the npm package 1..k, applied the way Node applies
+them; their catalog snapshots must be equal. The real Node CLI then finishes A, which
+must end up identical to a database that Node migrated on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from graphile_py.migrate import migrate
+from graphile_py.sql import load_migrations
+from tests.interop.node_schema import (
+    DEFAULT_SCHEMA,
+    ODD_SCHEMA,
+    UNICODE_SCHEMA,
+    apply_upstream,
+    node_schema_only,
+    upstream_migrations,
+)
+from tests.support import TestDatabase, create_database, drop_database, unique_name
+from tests.support.catalog import diff_snapshots, snapshot
+
+pytestmark = pytest.mark.node
+
+MakeDb = Callable[..., TestDatabase]
+STEPS = range(1, 21)
+
+
+def _snapshot_of(database: TestDatabase) -> dict[str, Any]:
+    with database.connect() as conn:
+        return snapshot(conn, database.schema)
+
+
+def _assert_same(expected: dict[str, Any], actual: dict[str, Any], labels: tuple[str, str]) -> None:
+    if expected != actual:
+        pytest.fail("catalogs differ:\n" + diff_snapshots(expected, actual, labels=labels))
+
+
+def _run_node(package: Path, database: TestDatabase) -> str:
+    result = node_schema_only(package, database.dsn, database.schema)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"graphile-worker --schema-only failed:\n{output}"
+    assert "Schema updated" in result.stdout, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def node_reference(node_worker: Path, pg_server: None) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """Snapshot of a database migrated by the Node CLI alone, per schema name (cached)."""
+    cache: dict[str, dict[str, Any]] = {}
+    created: list[str] = []
+
+    def reference(schema: str) -> dict[str, Any]:
+        if schema not in cache:
+            name = unique_name("gpy_node_ref")
+            created.append(name)
+            database = TestDatabase(name=name, dsn=create_database(name), schema=schema)
+            _run_node(node_worker, database)
+            cache[schema] = _snapshot_of(database)
+        return cache[schema]
+
+    yield reference
+    for name in created:
+        drop_database(name)
+
+
+def test_breaking_flags_match_upstream(node_worker: Path) -> None:
+    ours = [(m.number, m.breaking) for m in load_migrations()]
+    theirs = [(n, text.startswith("--! breaking")) for n, text in upstream_migrations(node_worker)]
+    assert ours == theirs
+    assert [n for n, breaking in ours if breaking] == [1, 3, 11, 13, 14, 16, 19]
+
+
+def _check_step(
+    make_db: MakeDb,
+    node_worker: Path,
+    node_reference: Callable[[str], dict[str, Any]],
+    schema: str,
+    step: int,
+) -> None:
+    ours = make_db(schema=schema)
+    theirs = make_db(schema=schema)
+    with ours.connect() as conn:
+        report = migrate(conn, schema=schema, target=step)
+    assert report.applied == tuple(range(1, step + 1))
+    with theirs.connect() as conn:
+        apply_upstream(conn, node_worker, schema, target=step)
+
+    _assert_same(_snapshot_of(theirs), _snapshot_of(ours), (f"node 1..{step}", f"ours 1..{step}"))
+
+    # Node takes over from wherever we stopped and must reach its own end state.
+    _run_node(node_worker, ours)
+    _assert_same(
+        node_reference(schema), _snapshot_of(ours), ("node only", f"ours 1..{step} + node")
+    )
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_step_matches_node_default_schema(
+    make_db: MakeDb, node_worker: Path, node_reference: Callable[[str], dict[str, Any]], step: int
+) -> None:
+    _check_step(make_db, node_worker, node_reference, DEFAULT_SCHEMA, step)
+
+
+@pytest.mark.parametrize("step", [1, 10, 11, 16, 20])
+def test_step_matches_node_odd_schema(
+    make_db: MakeDb, node_worker: Path, node_reference: Callable[[str], dict[str, Any]], step: int
+) -> None:
+    _check_step(make_db, node_worker, node_reference, ODD_SCHEMA, step)
+
+
+def test_full_run_matches_node_unicode_schema(
+    make_db: MakeDb, node_worker: Path, node_reference: Callable[[str], dict[str, Any]]
+) -> None:
+    _check_step(make_db, node_worker, node_reference, UNICODE_SCHEMA, 20)
+
+
+@pytest.mark.parametrize("schema", [DEFAULT_SCHEMA, ODD_SCHEMA])
+def test_node_migrated_database_is_up_to_date_for_us(
+    make_db: MakeDb, node_worker: Path, schema: str
+) -> None:
+    database = make_db(schema=schema)
+    _run_node(node_worker, database)
+    before = _snapshot_of(database)
+    with database.connect() as conn:
+        report = migrate(conn, schema=schema)
+    assert report.previous == 20
+    assert report.applied == ()
+    assert report.warnings == ()
+    _assert_same(before, _snapshot_of(database), ("node", "node + ours"))
+
+
+@pytest.mark.parametrize("schema", [DEFAULT_SCHEMA, ODD_SCHEMA])
+def test_our_database_is_up_to_date_for_node(
+    make_db: MakeDb, node_worker: Path, node_reference: Callable[[str], dict[str, Any]], schema: str
+) -> None:
+    database = make_db(schema=schema)
+    with database.connect() as conn:
+        migrate(conn, schema=schema)
+        stamps_before = _migration_stamps(conn, schema)
+    output = _run_node(node_worker, database)
+    assert "Running" not in output and "revision" not in output, output
+    with database.connect() as conn:
+        assert _migration_stamps(conn, schema) == stamps_before
+    _assert_same(node_reference(schema), _snapshot_of(database), ("node only", "ours + node"))
+
+
+def _migration_stamps(conn: psycopg.Connection[Any], schema: str) -> list[tuple[Any, ...]]:
+    query = sql.SQL("select id, ts, breaking from {}.migrations order by id").format(
+        sql.Identifier(schema)
+    )
+    return conn.execute(query).fetchall()
+
+
+def test_snapshot_notices_a_difference(make_db: MakeDb) -> None:
+    """The instrument itself: a one-character change in a default must show up."""
+    first, second = make_db(), make_db()
+    for database in (first, second):
+        with database.connect() as conn:
+            migrate(conn, schema=database.schema)
+    with second.connect() as conn:
+        conn.execute(
+            sql.SQL("alter table {}._private_jobs alter column priority set default 1").format(
+                sql.Identifier(second.schema)
+            )
+        )
+    assert _snapshot_of(first) != _snapshot_of(second)
+    assert '"default_or_generation": "1"' in diff_snapshots(
+        _snapshot_of(first), _snapshot_of(second)
+    )
