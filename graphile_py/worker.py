@@ -243,6 +243,10 @@ class WorkerPool:
     def start(self) -> None:
         """Connect, register our tasks, and start the threads."""
         opts = self.options
+        # One direct connection first: a wrong connection string fails now, with the
+        # server's own words, instead of after the pool's 30 s of retrying.
+        with map_db_errors("Connecting to the database"):
+            psycopg.connect(self._conninfo, **self._connect_kwargs).close()
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=min(opts.concurrency, opts.max_pool_size),
