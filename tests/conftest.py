@@ -55,7 +55,7 @@ def template_db(pg_server: None) -> Iterator[str]:
 
 @pytest.fixture
 def make_db(pg_server: None) -> Iterator[Callable[..., TestDatabase]]:
-    """A factory of databases owned by this test: ``make_db()`` empty, ``make_db(migrated=True)``."""
+    """Databases owned by this test: ``make_db()`` is empty, ``make_db(template=...)`` a clone."""
     created: list[str] = []
 
     def factory(*, template: str | None = None, schema: str = SCHEMA) -> TestDatabase:

@@ -118,7 +118,9 @@ def test_job_key_replace_and_preserve_run_at(db: TestDatabase) -> None:
             job_key_mode="preserve_run_at",
             schema=db.schema,
         )
-        c = add_job(conn, "t", {"v": 3}, job_key="k", job_key_mode="unsafe_dedupe", schema=db.schema)
+        c = add_job(
+            conn, "t", {"v": 3}, job_key="k", job_key_mode="unsafe_dedupe", schema=db.schema
+        )
         d = add_job(conn, "t", {"v": 4}, job_key="k", run_at=second, schema=db.schema)
     assert a.id == b.id == c.id == d.id
     assert (b.run_at, b.payload, b.revision) == (first, {"v": 2}, 1)
@@ -186,7 +188,7 @@ def test_database_errors_are_translated_with_the_cause_chained(db: TestDatabase)
         assert raised_mode.value.sqlstate == "GWBKM"
 
     missing = statements_for("no_such_schema")
-    with db.connect() as conn, pytest.raises(DatabaseError, match="42P01|does not exist"):
+    with db.connect() as conn, pytest.raises(DatabaseError, match=r"42P01|does not exist"):
         missing.add_job(conn, ("t", "{}", None, None, None, None, None, None, None))
 
 
@@ -233,10 +235,14 @@ def test_worker_utils_force_unlock_and_cleanup_validation(db: TestDatabase) -> N
         with utils.connection() as conn:
             ident = sql.Identifier(db.schema)
             conn.execute(
-                sql.SQL("update {}._private_jobs set locked_at = now(), locked_by = 'pool-dead'").format(ident)
+                sql.SQL(
+                    "update {}._private_jobs set locked_at = now(), locked_by = 'pool-dead'"
+                ).format(ident)
             )
             conn.execute(
-                sql.SQL("update {}._private_job_queues set locked_at = now(), locked_by = 'pool-dead'").format(ident)
+                sql.SQL(
+                    "update {}._private_job_queues set locked_at = now(), locked_by = 'pool-dead'"
+                ).format(ident)
             )
         assert utils.complete_jobs([job.id]) == []  # locked: left alone
         utils.force_unlock_workers(["pool-dead"])

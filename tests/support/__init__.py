@@ -35,7 +35,9 @@ def unavailable(reason: str) -> None:
 
 def admin_dsn() -> str:
     """A connection string for a role that may create databases."""
-    return os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_DSN
+    return (
+        os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_DSN
+    )
 
 
 def dsn_for(database: str, base: str | None = None) -> str:
@@ -64,7 +66,9 @@ def create_database(name: str, template: str | None = None) -> str:
 
 def drop_database(name: str) -> None:
     with admin_connection() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def check_server() -> None:

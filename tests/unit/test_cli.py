@@ -23,8 +23,16 @@ def test_help_lists_commands(runner: CliRunner) -> None:
     assert result.exit_code == 0
     assert "migrate" in result.output and "worker" in result.output
     worker_help = runner.invoke(main, ["worker", "--help"]).output
-    for flag in ("--connection", "--jobs", "--once", "--schema", "--poll-interval", "--max-pool-size",
-                 "--tasks", "--embedded"):
+    for flag in (
+        "--connection",
+        "--jobs",
+        "--once",
+        "--schema",
+        "--poll-interval",
+        "--max-pool-size",
+        "--tasks",
+        "--embedded",
+    ):
         assert flag in worker_help
 
 
@@ -45,7 +53,9 @@ def test_no_connection_is_an_error_not_a_silent_fallback(runner: CliRunner, tmp_
 
 
 def test_unreachable_database_is_a_one_line_error(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["migrate", "-c", "postgresql://postgres@127.0.0.1:1/db?connect_timeout=2"])
+    result = runner.invoke(
+        main, ["migrate", "-c", "postgresql://postgres@127.0.0.1:1/db?connect_timeout=2"]
+    )
     assert result.exit_code == 1
     assert result.output.startswith("Error: Connecting to the database failed")
     assert "Traceback" not in result.output
@@ -58,7 +68,9 @@ def test_malformed_connection_string(runner: CliRunner) -> None:
 
 
 def test_bad_task_spec(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["worker", "-c", "postgresql://x/y", "--tasks", "nope_not_a_module:registry"])
+    result = runner.invoke(
+        main, ["worker", "-c", "postgresql://x/y", "--tasks", "nope_not_a_module:registry"]
+    )
     assert result.exit_code == 1
     assert "could not find the task module 'nope_not_a_module'" in result.output
 

@@ -25,11 +25,16 @@ def test_every_exception_is_a_graphile_error() -> None:
 
 
 def test_docstring_is_the_default_message() -> None:
-    assert errors.ConnectError().message == "Could not connect to PostgreSQL, or the connection was lost."
+    assert (
+        errors.ConnectError().message
+        == "Could not connect to PostgreSQL, or the connection was lost."
+    )
     assert str(errors.PayloadError("custom")) == "custom"
 
 
 def test_package_ships_py_typed_and_migrations() -> None:
     root = Path(graphile_py.__file__).parent
     assert (root / "py.typed").exists()
-    assert sorted(p.name for p in (root / "sql").glob("*.sql")) == [f"{n:06d}.sql" for n in range(1, 21)]
+    assert sorted(p.name for p in (root / "sql").glob("*.sql")) == [
+        f"{n:06d}.sql" for n in range(1, 21)
+    ]

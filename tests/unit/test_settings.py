@@ -9,8 +9,15 @@ import pytest
 from graphile_py import ConfigurationError
 from graphile_py.settings import load_settings
 
-ENV_NAMES = ["DATABASE_URL", "GRAPHILE_WORKER_SCHEMA", "GRAPHILE_PY_JOBS", "GRAPHILE_PY_TASKS",
-             "GRAPHILE_PY_POLL_INTERVAL", "GRAPHILE_PY_DATABASE_URL", "GRAPHILE_PY_LOG_LEVEL"]
+ENV_NAMES = [
+    "DATABASE_URL",
+    "GRAPHILE_WORKER_SCHEMA",
+    "GRAPHILE_PY_JOBS",
+    "GRAPHILE_PY_TASKS",
+    "GRAPHILE_PY_POLL_INTERVAL",
+    "GRAPHILE_PY_DATABASE_URL",
+    "GRAPHILE_PY_LOG_LEVEL",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -33,10 +40,14 @@ def test_defaults(tmp_path: Path) -> None:
     assert options.concurrency == 1 and options.schema == "graphile_worker"
 
 
-def test_each_layer_overrides_the_one_below(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(tmp_path / "pyproject.toml",
-          '[tool.graphile-py]\njobs = 2\npoll_interval = 5\nmax_pool_size = 7\nschema = "from_pyproject"\n'
-          'tasks = "a:b"\n')
+def test_each_layer_overrides_the_one_below(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        tmp_path / "pyproject.toml",
+        "[tool.graphile-py]\njobs = 2\npoll_interval = 5\nmax_pool_size = 7\n"
+        'schema = "from_pyproject"\ntasks = "a:b"\n',
+    )
     settings = load_settings(directory=tmp_path)
     assert (settings.jobs, settings.poll_interval, settings.max_pool_size) == (2, 5.0, 7)
     assert settings.worker_schema == "from_pyproject"
@@ -49,18 +60,30 @@ def test_each_layer_overrides_the_one_below(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("GRAPHILE_WORKER_SCHEMA", "from_env")
     monkeypatch.setenv("DATABASE_URL", "postgresql://env/db")
     settings = load_settings(directory=tmp_path)
-    assert (settings.jobs, settings.worker_schema, settings.database_url) == (4, "from_env", "postgresql://env/db")
+    assert (settings.jobs, settings.worker_schema, settings.database_url) == (
+        4,
+        "from_env",
+        "postgresql://env/db",
+    )
     assert settings.poll_interval == 4.0
 
-    settings = load_settings({"jobs": 5, "database_url": "postgresql://flag/db", "poll_interval": None},
-                             directory=tmp_path)
-    assert (settings.jobs, settings.database_url, settings.poll_interval) == (5, "postgresql://flag/db", 4.0)
+    settings = load_settings(
+        {"jobs": 5, "database_url": "postgresql://flag/db", "poll_interval": None},
+        directory=tmp_path,
+    )
+    assert (settings.jobs, settings.database_url, settings.poll_interval) == (
+        5,
+        "postgresql://flag/db",
+        4.0,
+    )
     assert settings.tasks == "a:b"
 
 
 def test_explicit_config_file(tmp_path: Path) -> None:
     config = write(tmp_path / "custom.toml", 'database_url = "postgresql://file/db"\n')
-    assert load_settings(config_file=config, directory=tmp_path).database_url == "postgresql://file/db"
+    assert (
+        load_settings(config_file=config, directory=tmp_path).database_url == "postgresql://file/db"
+    )
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_settings(config_file=tmp_path / "missing.toml", directory=tmp_path)
 
@@ -72,7 +95,10 @@ def test_explicit_config_file(tmp_path: Path) -> None:
         ("poll_interval = -1\n", "poll_interval"),
         ("no_such_setting = 1\n", "no_such_setting"),
         ("jobs = [\n", "could not read"),
-        ("min_reset_locked_interval = 10\nmax_reset_locked_interval = 5\n", "max_reset_locked_interval"),
+        (
+            "min_reset_locked_interval = 10\nmax_reset_locked_interval = 5\n",
+            "max_reset_locked_interval",
+        ),
     ],
 )
 def test_invalid_configuration_names_the_setting(tmp_path: Path, text: str, message: str) -> None:
