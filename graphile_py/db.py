@@ -219,6 +219,9 @@ class Statements:
             " where queues.id = failed.job_queue_id and queues.locked_by = %(pool)s::text)"
             " select * from failed"
         )
+        self.locked_by_pool_sql = c(
+            "select id from {schema}._private_jobs where locked_by = %s::text"
+        )
         self.return_jobs_sql = c(
             "with returned as (update {schema}._private_jobs as jobs set"
             " attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null"
@@ -498,6 +501,11 @@ class Statements:
                 self.fail_all_sql, {"ids": list(job_ids), "message": message, "pool": pool_id}
             )
             return cur.fetchall()
+
+    def jobs_locked_by(self, conn: psycopg.Connection[Any], pool_id: str) -> list[int]:
+        """Ids of the jobs ``pool_id`` holds (a full scan: for shutdown, not the hot path)."""
+        with map_db_errors("Finding locked jobs"):
+            return [int(row[0]) for row in conn.execute(self.locked_by_pool_sql, (pool_id,))]
 
     def return_unstarted_jobs(
         self, conn: psycopg.Connection[Any], pool_id: str, job_ids: Sequence[int]

@@ -465,8 +465,9 @@ class WorkerPool:
                 else f"Worker shutdown ({reason}): the job did not finish within the"
                 f" {opts.shutdown_timeout:g}s grace period"
             )
-            self._fail_abandoned(still_running, message)
+            self._fail_abandoned([job.id for job in still_running], message)
         self._wait_for_writes()
+        self._release_leftover_locks(reason)
         self._give_up_writes.set()
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
@@ -485,8 +486,7 @@ class WorkerPool:
                 active.state = _JobState.ABANDONED
         return [active.job for active in running]
 
-    def _fail_abandoned(self, jobs: list[Job], message: str) -> None:
-        ids = [job.id for job in jobs]
+    def _fail_abandoned(self, ids: list[int], message: str) -> None:
         logger.warning("Failing %d job(s) still running at shutdown: %s", len(ids), ids)
 
         def write() -> None:
@@ -509,6 +509,21 @@ class WorkerPool:
                 ids,
                 exc,
                 self.id,
+            )
+
+    def _release_leftover_locks(self, reason: str) -> None:
+        # Safety net: a job claimed in the instant shutdown began, or one whose outcome
+        # could not be written in time, must not stay locked by a pool that is gone.
+        try:
+            with self.connection() as conn:
+                leftover = self._statements.jobs_locked_by(conn, self.id)
+        except GraphileError as exc:
+            logger.error("Could not check for jobs still locked by %s: %s", self.id, exc)
+            return
+        if leftover:
+            self._fail_abandoned(
+                leftover,
+                f"Worker shutdown ({reason}) before the job's outcome was recorded",
             )
 
     def _wait_for_writes(self) -> None:

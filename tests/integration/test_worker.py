@@ -440,3 +440,23 @@ def test_pool_refuses_an_unreachable_database() -> None:
     )
     with pytest.raises(ConnectError, match="Connecting to the database failed"):
         pool.start()
+
+
+def test_shutdown_releases_a_job_claimed_but_never_started(db: TestDatabase) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    held = _add(db, "stuck")
+    try:
+        with running_pool(db, {"stuck": lambda p, h: (entered.set(), release.wait(10))}) as pool:
+            assert entered.wait(5)
+            untracked = _add(db, "stuck")
+            # Claimed by the pool but not by any of its workers, as in the instant a
+            # shutdown begins: only the final safety net can release it.
+            assert [job.id for job in pool.claim()] == [untracked]
+            pool.request_stop("SIGINT", force=True)
+    finally:
+        release.set()
+    rows = {row["id"]: row for row in jobs_rows(db)}
+    assert rows[held]["last_error"] == "Forced worker shutdown due to SIGINT"
+    assert "before the job's outcome was recorded" in rows[untracked]["last_error"]
+    assert all(row["locked_by"] is None for row in rows.values())
