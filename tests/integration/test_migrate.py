@@ -99,9 +99,9 @@ def test_newer_non_breaking_migration_is_a_warning(
 def test_newer_breaking_migration_is_refused(db: TestDatabase) -> None:
     with db.connect() as conn:
         conn.execute(
-            sql.SQL("insert into {}.migrations (id, breaking) values (21, false), (22, true)").format(
-                sql.Identifier(db.schema)
-            )
+            sql.SQL(
+                "insert into {}.migrations (id, breaking) values (21, false), (22, true)"
+            ).format(sql.Identifier(db.schema))
         )
         with pytest.raises(IncompatibleSchema, match="breaking migration 22") as raised:
             migrate(conn, schema=db.schema)
@@ -131,9 +131,7 @@ def test_migration_11_refuses_to_run_with_locked_jobs(empty_db: TestDatabase) ->
     schema = empty_db.schema
     with empty_db.connect() as conn:
         migrate(conn, schema=schema, target=10)
-        conn.execute(
-            sql.SQL("select {}.add_job('locked_task')").format(sql.Identifier(schema))
-        )
+        conn.execute(sql.SQL("select {}.add_job('locked_task')").format(sql.Identifier(schema)))
         conn.execute(
             sql.SQL("update {}.jobs set locked_at = now(), locked_by = 'someone'").format(
                 sql.Identifier(schema)
