@@ -25,7 +25,7 @@ from graphile_py.errors import (
     UnsupportedPostgresVersion,
     WorkerError,
 )
-from graphile_py.jobs import Job, JobKeyMode, JobSpec
+from graphile_py.jobs import Job, JobKeyMode, JobOptions, JobSpec
 from graphile_py.migrate import MigrationReport, latest_known_migration, migrate
 from graphile_py.runner import run_once, run_worker
 from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_map
@@ -46,6 +46,7 @@ __all__ = [
     "Job",
     "JobHelpers",
     "JobKeyMode",
+    "JobOptions",
     "JobRejected",
     "JobSpec",
     "LockedJobsBlockMigration",

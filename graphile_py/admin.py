@@ -12,15 +12,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from graphile_py.db import Row, map_db_errors, statements_for
+from graphile_py.db import Row, borrow, map_db_errors, statements_for
 from graphile_py.enqueue import DEFAULT_SCHEMA, add_job, add_jobs
 from graphile_py.errors import ConfigurationError
-from graphile_py.jobs import Job, JobKeyMode, JobSpec
+from graphile_py.jobs import Job, JobOptions, JobSpec
 from graphile_py.migrate import MigrationReport, migrate
 
 __all__ = ["CLEANUP_TASKS", "CleanupTask", "WorkerUtils"]
@@ -86,12 +86,8 @@ class WorkerUtils:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a pooled connection (autocommit)."""
-        with map_db_errors("Getting a database connection"):
-            conn = self._pool.getconn()
-        try:
+        with borrow(self._pool) as conn:
             yield conn
-        finally:
-            self._pool.putconn(conn)
 
     def migrate(self) -> MigrationReport:
         """Install or upgrade the worker schema."""
@@ -99,33 +95,11 @@ class WorkerUtils:
             return migrate(conn, schema=self.schema)
 
     def add_job(
-        self,
-        identifier: str,
-        payload: object = None,
-        *,
-        queue_name: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        job_key: str | None = None,
-        job_key_mode: JobKeyMode | None = None,
-        priority: int | None = None,
-        flags: Sequence[str] | None = None,
+        self, identifier: str, payload: object = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Add a job (committed at once); see :func:`graphile_py.add_job`."""
         with self.connection() as conn:
-            return add_job(
-                conn,
-                identifier,
-                payload,
-                queue_name=queue_name,
-                run_at=run_at,
-                max_attempts=max_attempts,
-                job_key=job_key,
-                job_key_mode=job_key_mode,
-                priority=priority,
-                flags=flags,
-                schema=self.schema,
-            )
+            return add_job(conn, identifier, payload, schema=self.schema, **options)
 
     def add_jobs(
         self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False

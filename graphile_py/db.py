@@ -24,6 +24,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from graphile_py.errors import (
     ConnectError,
@@ -38,6 +39,7 @@ __all__ = [
     "MIGRATION_ROW_INSERTED",
     "FailureSpec",
     "Statements",
+    "borrow",
     "map_db_errors",
     "statements_for",
 ]
@@ -55,6 +57,17 @@ CONSTRAINT_MESSAGES = {
     "jobs_key_check": "the job key must be 1 to 512 characters long",
     "jobs_max_attempts_check": "max_attempts must be at least 1",
 }
+
+
+@contextmanager
+def borrow(pool: ConnectionPool[psycopg.Connection[Any]]) -> Iterator[psycopg.Connection[Any]]:
+    """Check a connection out of ``pool`` for the block, translating pool timeouts."""
+    with map_db_errors("Getting a database connection"):
+        conn = pool.getconn()
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
 
 
 @contextmanager

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import psycopg
 
@@ -23,7 +22,7 @@ from graphile_py.db import Row, statements_for
 from graphile_py.errors import DatabaseError, JobRejected
 from graphile_py.jobs import (
     Job,
-    JobKeyMode,
+    JobOptions,
     JobSpec,
     check_job_key_mode,
     check_run_at,
@@ -55,48 +54,28 @@ def add_job(
     identifier: str,
     payload: object = None,
     *,
-    queue_name: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    job_key: str | None = None,
-    job_key_mode: JobKeyMode | None = None,
-    priority: int | None = None,
-    flags: Sequence[str] | None = None,
     schema: str = DEFAULT_SCHEMA,
     max_payload_bytes: int | None = None,
+    **options: Unpack[JobOptions],
 ) -> Job:
     """Add one job and return it.
 
     ``conn`` is a psycopg connection or cursor; the job is part of its transaction.
-    ``payload`` is any JSON-serialisable value (default ``{}``). ``queue_name`` puts the
-    job in a named queue whose jobs run one at a time. ``run_at`` (timezone-aware) delays
-    it; ``max_attempts`` (default 25) bounds retries; ``priority`` (default 0) orders jobs,
-    lower first. A ``job_key`` makes the job replaceable: adding another job with the same
-    key updates it according to ``job_key_mode``. Jobs with ``flags`` can be skipped by
-    workers that forbid them.
+    ``payload`` is any JSON-serialisable value (default ``{}``). ``options`` are those of
+    :class:`JobOptions`: ``queue_name``, ``run_at``, ``max_attempts``, ``job_key``,
+    ``job_key_mode``, ``priority`` and ``flags``.
 
     Raises :class:`JobRejected` (or its subclasses) for a job the database would refuse,
     before anything is sent, and :class:`DatabaseError` for other database failures.
     """
-    params = _add_job_params(
-        identifier,
-        payload,
-        queue_name=queue_name,
-        run_at=run_at,
-        max_attempts=max_attempts,
-        job_key=job_key,
-        job_key_mode=job_key_mode,
-        priority=priority,
-        flags=flags,
-        max_payload_bytes=max_payload_bytes,
-    )
+    params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
     statements = statements_for(schema)
     for _ in range(_KEY_RACE_RETRIES):
         row = statements.add_job(connection, params)
         if row["id"] is not None:
-            return Job.from_row(row, task_identifier=identifier, queue_name=queue_name or None)
-    raise _key_race_error(job_key)
+            return _added_job(row, identifier, options)
+    raise _key_race_error(options.get("job_key"))
 
 
 async def add_job_async(
@@ -104,36 +83,25 @@ async def add_job_async(
     identifier: str,
     payload: object = None,
     *,
-    queue_name: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    job_key: str | None = None,
-    job_key_mode: JobKeyMode | None = None,
-    priority: int | None = None,
-    flags: Sequence[str] | None = None,
     schema: str = DEFAULT_SCHEMA,
     max_payload_bytes: int | None = None,
+    **options: Unpack[JobOptions],
 ) -> Job:
     """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor)."""
-    params = _add_job_params(
-        identifier,
-        payload,
-        queue_name=queue_name,
-        run_at=run_at,
-        max_attempts=max_attempts,
-        job_key=job_key,
-        job_key_mode=job_key_mode,
-        priority=priority,
-        flags=flags,
-        max_payload_bytes=max_payload_bytes,
-    )
+    params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
     statements = statements_for(schema)
     for _ in range(_KEY_RACE_RETRIES):
         row = await statements.add_job_async(connection, params)
         if row["id"] is not None:
-            return Job.from_row(row, task_identifier=identifier, queue_name=queue_name or None)
-    raise _key_race_error(job_key)
+            return _added_job(row, identifier, options)
+    raise _key_race_error(options.get("job_key"))
+
+
+def _added_job(row: Row, identifier: str, options: JobOptions) -> Job:
+    return Job.from_row(
+        row, task_identifier=identifier, queue_name=options.get("queue_name") or None
+    )
 
 
 def add_jobs(
@@ -177,32 +145,33 @@ async def add_jobs_async(
 
 
 def _add_job_params(
-    identifier: str,
-    payload: object,
-    *,
-    queue_name: str | None,
-    run_at: datetime | None,
-    max_attempts: int | None,
-    job_key: str | None,
-    job_key_mode: str | None,
-    priority: int | None,
-    flags: Sequence[str] | None,
-    max_payload_bytes: int | None,
+    identifier: str, payload: object, options: JobOptions, max_payload_bytes: int | None
 ) -> tuple[Any, ...]:
-    _check_spec(
-        JobSpec(identifier, None, queue_name, run_at, max_attempts, job_key, priority, flags)
+    unknown = set(options) - JobOptions.__optional_keys__
+    if unknown:
+        raise TypeError(f"add_job() got unexpected options: {', '.join(sorted(unknown))}")
+    spec = JobSpec(
+        identifier,
+        queue_name=options.get("queue_name"),
+        run_at=options.get("run_at"),
+        max_attempts=options.get("max_attempts"),
+        job_key=options.get("job_key"),
+        priority=options.get("priority"),
+        flags=options.get("flags"),
     )
-    check_job_key_mode(job_key_mode)
+    _check_spec(spec)
+    mode = options.get("job_key_mode")
+    check_job_key_mode(mode)
     return (
         identifier,
         encode_payload(payload, max_bytes=max_payload_bytes),
-        queue_name or None,  # as in Node, an empty queue name or key means "none"
-        run_at,
-        max_attempts,
-        job_key or None,
-        priority,
-        list(flags) if flags is not None else None,
-        job_key_mode,
+        spec.queue_name or None,  # as in Node, an empty queue name or key means "none"
+        spec.run_at,
+        spec.max_attempts,
+        spec.job_key or None,
+        spec.priority,
+        list(spec.flags) if spec.flags is not None else None,
+        mode,
     )
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, TypedDict, get_args
 
 from graphile_py.errors import ConfigurationError, InvalidJobKeyMode, PayloadError
 
@@ -14,6 +14,7 @@ __all__ = [
     "JOB_KEY_MODES",
     "Job",
     "JobKeyMode",
+    "JobOptions",
     "JobSpec",
     "JsonValue",
     "check_job_key_mode",
@@ -97,6 +98,25 @@ class Job:
             flags=row.get("flags"),
             is_available=row.get("is_available"),
         )
+
+
+class JobOptions(TypedDict, total=False):
+    """How and when a job runs; every key is optional (None means the default).
+
+    ``queue_name`` puts the job in a named queue whose jobs run one at a time.
+    ``run_at`` (timezone-aware) delays it. ``max_attempts`` (default 25) bounds retries.
+    ``job_key`` makes it replaceable: adding a job with the same key updates the pending
+    one as ``job_key_mode`` says (default ``replace``). ``priority`` (default 0) orders
+    jobs, lower first. Workers that forbid one of its ``flags`` skip it.
+    """
+
+    queue_name: str | None
+    run_at: datetime | None
+    max_attempts: int | None
+    job_key: str | None
+    job_key_mode: JobKeyMode | None
+    priority: int | None
+    flags: Sequence[str] | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, TypeAlias, overload
+from typing import Any, TypeAlias, Unpack, overload
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from graphile_py.db import borrow
 from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import TaskLoadError
-from graphile_py.jobs import Job, JobKeyMode, JobSpec
+from graphile_py.jobs import Job, JobOptions, JobSpec
 
 __all__ = ["JobHelpers", "TaskFunction", "TaskRegistry", "load_task_map", "validate_task_map"]
 
@@ -182,7 +182,7 @@ class JobHelpers:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a pooled connection (autocommit; use ``conn.transaction()`` for more)."""
-        with self._pool.connection() as conn:
+        with borrow(self._pool) as conn:
             yield conn
 
     def get_queue_name(self) -> str | None:
@@ -195,39 +195,17 @@ class JobHelpers:
         return self._queue_name_lookup(self.job.job_queue_id)
 
     def add_job(
-        self,
-        identifier: str,
-        payload: object = None,
-        *,
-        queue_name: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        job_key: str | None = None,
-        job_key_mode: JobKeyMode | None = None,
-        priority: int | None = None,
-        flags: Sequence[str] | None = None,
+        self, identifier: str, payload: object = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Add a job (committed at once, whatever becomes of this one)."""
-        with self._pool.connection() as conn:
-            return add_job(
-                conn,
-                identifier,
-                payload,
-                queue_name=queue_name,
-                run_at=run_at,
-                max_attempts=max_attempts,
-                job_key=job_key,
-                job_key_mode=job_key_mode,
-                priority=priority,
-                flags=flags,
-                schema=self._schema,
-            )
+        with self.connection() as conn:
+            return add_job(conn, identifier, payload, schema=self._schema, **options)
 
     def add_jobs(
         self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False
     ) -> list[Job]:
         """Add several jobs in one round trip (committed at once)."""
-        with self._pool.connection() as conn:
+        with self.connection() as conn:
             return add_jobs(
                 conn, specs, job_key_preserve_run_at=job_key_preserve_run_at, schema=self._schema
             )

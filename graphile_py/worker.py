@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from graphile_py.db import FailureSpec, map_db_errors, statements_for
+from graphile_py.db import FailureSpec, borrow, map_db_errors, statements_for
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
     ConfigurationError,
@@ -334,12 +334,8 @@ class WorkerPool:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a connection from the pool, translating pool timeouts."""
         assert self._pool is not None, "the pool has not been started"
-        with map_db_errors("Getting a database connection"):
-            conn = self._pool.getconn()
-        try:
+        with borrow(self._pool) as conn:
             yield conn
-        finally:
-            self._pool.putconn(conn)
 
     def claim(self) -> list[Job]:
         """Lock and return the next ready job of ours, or an empty list."""
