@@ -1,0 +1,1 @@
+"""Example task module and enqueue script for graphile-py (see the README's Quickstart)."""
