@@ -165,7 +165,17 @@ class Statements:
         self.add_jobs_sql = c(
             "select * from {schema}.add_jobs("
             "array(select json_populate_recordset(null::{schema}.job_spec, %s::json)),"
-            " %s::boolean)"
+            " %s::boolean) order by id"
+        )
+        # add_jobs returns rows in no promised order, so rows are labelled with their task
+        # and queue names from the database rather than matched to specs by position.
+        # (A separate statement: the one calling add_jobs cannot see the task and queue
+        # rows that add_jobs inserts.)
+        self.names_for_ids_sql = c(
+            "select (select coalesce(json_object_agg(id, identifier), '{{}}')"
+            " from {schema}._private_tasks where id = any(%s::int[])) as tasks,"
+            " (select coalesce(json_object_agg(id, queue_name), '{{}}')"
+            " from {schema}._private_job_queues where id = any(%s::int[])) as queues"
         )
 
         self.register_tasks_sql = c(
@@ -355,7 +365,9 @@ class Statements:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(self.add_jobs_sql, (specs_json, preserve_run_at))
-            return cur.fetchall()
+            rows = cur.fetchall()
+            cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
+            return _named(rows, cur.fetchone())
 
     async def add_jobs_async(
         self, conn: psycopg.AsyncConnection[Any], specs_json: str, preserve_run_at: bool
@@ -364,7 +376,9 @@ class Statements:
         with map_db_errors("Adding jobs", adding_jobs=True):
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(self.add_jobs_sql, (specs_json, preserve_run_at))
-                return await cur.fetchall()
+                rows = await cur.fetchall()
+                await cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
+                return _named(rows, await cur.fetchone())
 
     # -- administration ------------------------------------------------------------------
 
@@ -559,6 +573,22 @@ class Statements:
         with map_db_errors("Looking up queue names"):
             rows = conn.execute(self.queue_names_sql, (list(ids),)).fetchall()
         return {int(queue_id): str(name) for queue_id, name in rows}
+
+
+def _ids_to_name(rows: Sequence[Row]) -> tuple[list[int], list[int]]:
+    task_ids = sorted({row["task_id"] for row in rows if row["task_id"] is not None})
+    queue_ids = sorted({row["job_queue_id"] for row in rows if row["job_queue_id"] is not None})
+    return task_ids, queue_ids
+
+
+def _named(rows: list[Row], names: Row | None) -> list[Row]:
+    assert names is not None
+    tasks, queues = names["tasks"], names["queues"]
+    for row in rows:
+        row["task_identifier"] = tasks.get(str(row["task_id"]))
+        queue_id = row["job_queue_id"]
+        row["queue_name"] = queues.get(str(queue_id)) if queue_id is not None else None
+    return rows
 
 
 def _failures_json(failures: Sequence[FailureSpec]) -> str:

@@ -114,6 +114,9 @@ def add_jobs(
 ) -> list[Job]:
     """Add many jobs in one round trip and return them in the order of ``specs``.
 
+    (Specs that differ in nothing but payload, run_at or priority may come back in
+    either order between themselves; every returned job describes its own row.)
+
     With ``job_key_preserve_run_at`` a spec whose key matches a pending job keeps that
     job's ``run_at`` (``job_key_mode`` is not available here, as in graphile-worker).
     """
@@ -201,14 +204,22 @@ def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> s
 
 
 def _jobs_for_specs(rows: Sequence[Row], specs: Sequence[JobSpec]) -> list[Job]:
-    jobs = []
-    for row, spec in zip(rows, specs, strict=False):
-        if row["id"] is None:
-            raise _key_race_error(spec.job_key)
-        jobs.append(
-            Job.from_row(row, task_identifier=spec.identifier, queue_name=spec.queue_name or None)
-        )
-    return jobs
+    """Jobs in the order of ``specs`` where the rows can tell specs apart, else by id.
+
+    Rows carry their own task and queue names, so every job is labelled correctly
+    whatever order the database returned them in.
+    """
+    if any(row["id"] is None for row in rows):
+        raise _key_race_error(next((spec.job_key for spec in specs if spec.job_key), None))
+    unused = list(rows)
+    ordered: list[Row] = []
+    for spec in specs:
+        wanted = (spec.identifier, spec.queue_name or None, spec.job_key or None)
+        for index, row in enumerate(unused):
+            if (row["task_identifier"], row["queue_name"], row["key"]) == wanted:
+                ordered.append(unused.pop(index))
+                break
+    return [Job.from_row(row) for row in ordered + unused]
 
 
 def _check_spec(spec: JobSpec) -> None:

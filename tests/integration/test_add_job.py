@@ -104,6 +104,26 @@ def test_add_jobs_returns_jobs_in_spec_order(db: TestDatabase) -> None:
     assert len(jobs_rows(db)) == 6
 
 
+def test_add_jobs_labels_every_job_with_its_own_task_and_queue(db: TestDatabase) -> None:
+    # The database returns add_jobs rows in join order, not spec order.
+    specs = [
+        JobSpec("resize_image", {"n": 1}, queue_name="doc-images"),
+        JobSpec("send_report", {"n": 2}),
+        JobSpec("resize_image", {"n": 3}, queue_name="doc-images"),
+        JobSpec("send_report", {"n": 4}, job_key="weekly"),
+        JobSpec("audit", {"n": 5}, queue_name="audit-q"),
+    ]
+    with db.connect() as conn:
+        jobs = add_jobs(conn, specs, schema=db.schema)
+    assert [(j.task_identifier, j.queue_name, j.key) for j in jobs] == [
+        (s.identifier, s.queue_name, s.job_key) for s in specs
+    ]
+    stored = {row["id"]: row for row in jobs_rows(db)}
+    for job in jobs:
+        assert stored[job.id]["payload"] == job.payload
+        assert stored[job.id]["queue_name"] == job.queue_name
+
+
 def test_job_key_replace_and_preserve_run_at(db: TestDatabase) -> None:
     first = datetime.now(UTC) + timedelta(hours=1)
     second = first + timedelta(hours=1)
