@@ -1,7 +1,8 @@
 """The ``graphile-py`` command: a thin shell over settings, migrate and the runner.
 
-Exit statuses: 0 success; 1 a usage, configuration or database error (the message
-says what to change); 57 the database schema is newer than this worker supports.
+Exit statuses: 0 success; 1 a configuration, task-loading or database error (the
+message says what to change); 2 a malformed command line (click's usage errors); 57 the
+database schema is newer than this worker supports.
 """
 
 from __future__ import annotations

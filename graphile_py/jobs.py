@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias, TypedDict, get_args
 
-from graphile_py.errors import ConfigurationError, InvalidJobKeyMode, PayloadError
+from graphile_py.errors import InvalidJobKeyMode, JobRejected, PayloadError
 
 __all__ = [
     "JOB_KEY_MODES",
@@ -178,6 +178,6 @@ def check_job_key_mode(mode: str | None) -> None:
 def check_run_at(run_at: datetime | None) -> None:
     """Refuse a naive ``run_at``: it would be read in the database session's time zone."""
     if run_at is not None and (run_at.tzinfo is None or run_at.utcoffset() is None):
-        raise ConfigurationError(
+        raise JobRejected(
             "run_at must be a timezone-aware datetime (for example datetime.now(timezone.utc))"
         )

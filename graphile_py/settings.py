@@ -45,13 +45,13 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("database_url", "DATABASE_URL", "GRAPHILE_PY_DATABASE_URL"),
+        validation_alias=AliasChoices("DATABASE_URL", "GRAPHILE_PY_DATABASE_URL"),
         description="libpq connection string or URL",
     )
     worker_schema: str = Field(
         default="graphile_worker",
         min_length=1,
-        validation_alias=AliasChoices("schema", "GRAPHILE_WORKER_SCHEMA", "worker_schema"),
+        validation_alias=AliasChoices("GRAPHILE_WORKER_SCHEMA", "GRAPHILE_PY_SCHEMA"),
         description="the PostgreSQL schema holding the queue",
     )
     tasks: str | None = Field(default=None, description="'module:attribute' naming the task map")
@@ -81,6 +81,28 @@ class Settings(BaseSettings):
             max_reset_locked_interval=self.max_reset_locked_interval,
             use_node_time=self.use_node_time,
         )
+
+
+class _SchemaKey:
+    """Lets config files say ``schema`` for the worker schema, as the CLI does.
+
+    (Only files get the short key: as an environment variable, ``SCHEMA`` is far too
+    generic to mean the queue's schema.)
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(super().__call__())  # type: ignore[misc]
+        if "schema" in data:
+            data["GRAPHILE_WORKER_SCHEMA"] = data.pop("schema")
+        return data
+
+
+class _TomlFile(_SchemaKey, TomlConfigSettingsSource):
+    pass
+
+
+class _PyprojectTable(_SchemaKey, PyprojectTomlConfigSettingsSource):
+    pass
 
 
 def load_settings(
@@ -113,8 +135,8 @@ def load_settings(
             return (
                 init_settings,
                 env_settings,
-                TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
-                PyprojectTomlConfigSettingsSource(settings_cls, toml_file=pyproject),
+                _TomlFile(settings_cls, toml_file=toml_file),
+                _PyprojectTable(settings_cls, toml_file=pyproject),
             )
 
     given = {key: value for key, value in (overrides or {}).items() if value is not None}

@@ -201,6 +201,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._stop_reason = ""
+        self._force_reason = ""
         self._force_requested = threading.Event()
         self._stopping = threading.Event()
         self._give_up_writes = threading.Event()
@@ -302,7 +303,8 @@ class WorkerPool:
         if not self._stop_requested.is_set():
             self._stop_reason = reason
             self._stop_requested.set()
-        if force:
+        if force and not self._force_requested.is_set():
+            self._force_reason = reason
             self._force_requested.set()
 
     def wait_for_stop_request(self) -> None:
@@ -429,7 +431,11 @@ class WorkerPool:
         """Stop in order; returns when no job of ours is locked any more."""
         if self._pool is None:
             return
-        reason = self._stop_reason or "stop requested"
+        reason = self._stop_reason or (
+            "'Run once' mode processed all available jobs and is now exiting"
+            if self.once
+            else "stop requested"
+        )
         forced = self._force_requested.is_set()
         logger.info("Worker pool %s shutting down (%s)", self.id, reason)
         self._stopping.set()
@@ -456,7 +462,7 @@ class WorkerPool:
         if still_running:
             self._abort_event.set()
             message = (
-                f"Forced worker shutdown due to {reason}"
+                f"Forced worker shutdown due to {self._force_reason or reason}"
                 if forced
                 else f"Worker shutdown ({reason}): the job did not finish within the"
                 f" {opts.shutdown_timeout:g}s grace period"

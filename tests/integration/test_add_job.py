@@ -171,7 +171,7 @@ def test_batch_payloads_merge_under_a_job_key(db: TestDatabase) -> None:
         ({"payload": {1, 2}}, PayloadError, "set"),
         ({"payload": float("nan")}, PayloadError, "JSON"),
         ({"job_key": "k", "job_key_mode": "sometimes"}, InvalidJobKeyMode, "sometimes"),
-        ({"run_at": datetime(2030, 1, 1)}, Exception, "timezone-aware"),
+        ({"run_at": datetime(2030, 1, 1)}, JobRejected, "timezone-aware"),
     ],
 )
 def test_bad_jobs_are_refused_before_anything_is_sent(

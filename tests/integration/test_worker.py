@@ -315,7 +315,7 @@ def test_forced_shutdown_fails_running_job_with_signal_message(db: TestDatabase)
         with running_pool(db, {"stuck": lambda p, h: (entered.set(), release.wait(10))}) as pool:
             assert entered.wait(5)
             started = _db_now(db)
-            pool.request_stop("SIGTERM")
+            pool.request_stop("SIGINT")
             pool.request_stop("SIGTERM", force=True)
     finally:
         release.set()

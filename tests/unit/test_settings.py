@@ -10,6 +10,10 @@ from graphile_py import ConfigurationError
 from graphile_py.settings import load_settings
 
 ENV_NAMES = [
+    "SCHEMA",
+    "WORKER_SCHEMA",
+    "GRAPHILE_PY_SCHEMA",
+    "GRAPHILE_PY_WORKER_SCHEMA",
     "DATABASE_URL",
     "GRAPHILE_WORKER_SCHEMA",
     "GRAPHILE_PY_JOBS",
@@ -111,3 +115,22 @@ def test_invalid_env_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("GRAPHILE_PY_JOBS", "many")
     with pytest.raises(ConfigurationError, match="jobs"):
         load_settings(directory=tmp_path)
+
+
+def test_generic_environment_names_are_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHEMA", "generic")
+    monkeypatch.setenv("WORKER_SCHEMA", "generic")
+    monkeypatch.setenv("database_url_unrelated", "x")
+    assert load_settings(directory=tmp_path).worker_schema == "graphile_worker"
+    monkeypatch.setenv("GRAPHILE_PY_SCHEMA", "ours")
+    assert load_settings(directory=tmp_path).worker_schema == "ours"
+    monkeypatch.setenv("GRAPHILE_WORKER_SCHEMA", "shared_with_node")
+    assert load_settings(directory=tmp_path).worker_schema == "shared_with_node"
+
+
+def test_files_accept_schema_and_database_url_keys(tmp_path: Path) -> None:
+    write(tmp_path / "graphile_py.toml", 'schema = "s1"\ndatabase_url = "postgresql://f/db"\n')
+    settings = load_settings(directory=tmp_path)
+    assert (settings.worker_schema, settings.database_url) == ("s1", "postgresql://f/db")
