@@ -227,18 +227,21 @@ def test_notify_wakes_an_idle_worker_quickly(db: TestDatabase) -> None:
         started[payload["n"]] = time.perf_counter()
 
     latencies = []
-    with running_pool(db, {"record": record}, poll_interval=60.0, concurrency=2):
+    with (
+        running_pool(db, {"record": record}, poll_interval=60.0, concurrency=2),
+        db.connect() as conn,
+    ):
         time.sleep(0.3)  # both workers have fetched nothing and are waiting
-        for n in range(10):
+        for n in range(20):
             added[n] = time.perf_counter()
-            _add(db, "record", {"n": n})
-            wait_for(lambda n=n: n in started, timeout=2.0)
+            add_job(conn, "record", {"n": n}, schema=db.schema)
+            wait_for(lambda n=n: n in started, timeout=2.0, interval=0.001)
             latencies.append(started[n] - added[n])
             time.sleep(0.05)
     latencies.sort()
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "notify-latency.txt").write_text(
-        "add_job -> task start with poll_interval=60s, 10 jobs (ms): "
+        "add_job -> task start with poll_interval=60s, 20 jobs (ms): "
         + ", ".join(f"{value * 1000:.1f}" for value in latencies)
         + "\n"
     )
