@@ -27,9 +27,10 @@ from graphile_py.errors import (
 )
 from graphile_py.jobs import Job, JobKeyMode, JobOptions, JobSpec
 from graphile_py.migrate import MigrationReport, latest_known_migration, migrate
+from graphile_py.options import WorkerOptions
 from graphile_py.runner import run_once, run_worker
 from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_map
-from graphile_py.worker import WorkerOptions, WorkerPool
+from graphile_py.worker import WorkerPool
 
 __all__ = [
     "CLEANUP_TASKS",

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EventLoopThread", "Outcome", "failure_message", "run_task"]
+from graphile_py.jobs import Job
+from graphile_py.logs import JobLogger
+
+__all__ = ["EventLoopThread", "Outcome", "failure_message", "log_outcome", "run_task"]
 
 logger = logging.getLogger("graphile_py.worker")
 
@@ -110,3 +114,33 @@ def failure_message(error: BaseException) -> str:
     if text:
         return text
     return type(error).__name__ or "Non error or error without message thrown."
+
+
+def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -> None:
+    """Log a finished job the way operators read it: duration, attempt, what happens next."""
+    if outcome.succeeded:
+        attempt = f", attempt {job.attempts} of {job.max_attempts}" if job.attempts > 1 else ""
+        log.info(
+            "Completed task %s (%s, %.2fms%s) with success",
+            job.id,
+            job.task_identifier,
+            elapsed_ms,
+            attempt,
+        )
+        return
+    if job.attempts >= job.max_attempts:
+        fate = "no attempts left; the job has failed permanently"
+    else:
+        backoff = math.exp(min(job.attempts, 10))
+        fate = f"will retry in {backoff:.2f}s (attempt {job.attempts + 1} of {job.max_attempts})"
+    log.error(
+        "Failed task %s (%s, %.2fms, attempt %d of %d) with error %r; %s",
+        job.id,
+        job.task_identifier,
+        elapsed_ms,
+        job.attempts,
+        job.max_attempts,
+        outcome.message,
+        fate,
+        exc_info=outcome.error,
+    )

@@ -18,8 +18,9 @@ import psycopg
 
 from graphile_py.db import map_db_errors
 from graphile_py.migrate import migrate
+from graphile_py.options import WorkerOptions
 from graphile_py.tasks import TaskFunction
-from graphile_py.worker import WorkerOptions, WorkerPool
+from graphile_py.worker import WorkerPool
 
 __all__ = ["run_once", "run_worker"]
 

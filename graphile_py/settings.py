@@ -26,7 +26,7 @@ from pydantic_settings import (
 )
 
 from graphile_py.errors import ConfigurationError
-from graphile_py.worker import WorkerOptions
+from graphile_py.options import WorkerOptions
 
 __all__ = ["CONFIG_FILE_NAME", "Settings", "load_settings"]
 

@@ -16,14 +16,12 @@ never left locked by a pool that stopped on purpose.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -34,77 +32,23 @@ from psycopg_pool import ConnectionPool
 from graphile_py.db import FailureSpec, borrow, map_db_errors, statements_for
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
-    ConfigurationError,
     GraphileError,
     WorkerError,
 )
-from graphile_py.execution import EventLoopThread, Outcome, run_task
+from graphile_py.execution import EventLoopThread, Outcome, log_outcome, run_task
 from graphile_py.jobs import Job
 from graphile_py.listener import Listener
 from graphile_py.logs import JobLogger
+from graphile_py.options import WorkerOptions
 from graphile_py.retry import with_retries
 from graphile_py.tasks import JobHelpers, TaskFunction, validate_task_map
 
-__all__ = ["ForbiddenFlags", "WorkerOptions", "WorkerPool"]
+__all__ = ["WorkerPool"]
 
 logger = logging.getLogger("graphile_py.worker")
 
-ForbiddenFlags = Sequence[str] | Callable[[], Sequence[str] | None] | None
-
 # How long shutdown waits for the final fail/complete writes once the grace period is over.
 _FINAL_WRITE_TIMEOUT = 15.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """How a :class:`WorkerPool` behaves. Times are in seconds."""
-
-    schema: str = "graphile_worker"
-    #: Jobs run at once by this pool (one thread each).
-    concurrency: int = 1
-    #: How often idle workers look for jobs that no notification announces (run_at, retries).
-    poll_interval: float = 2.0
-    #: Connections for claiming and writing jobs; the LISTEN connection is one more.
-    max_pool_size: int = 10
-    #: False for pgBouncer in transaction mode: no server-side prepared statements.
-    prepared_statements: bool = True
-    #: After a graceful shutdown starts, set every running job's ``abort_event`` this late.
-    graceful_shutdown_abort_timeout: float = 5.0
-    #: After a graceful shutdown starts, fail jobs still running this late.
-    shutdown_timeout: float = 30.0
-    #: The stale-lock sweep runs every min..max seconds (randomised), first within 60 s.
-    min_reset_locked_interval: float = 480.0
-    max_reset_locked_interval: float = 600.0
-    #: Skip jobs carrying any of these flags; a callable is asked before every fetch.
-    forbidden_flags: ForbiddenFlags = None
-    #: Use this machine's clock instead of the database's for "is the job due".
-    use_node_time: bool = False
-    #: Name of the worker thread for logs; only allowed with concurrency 1.
-    worker_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, not {self.concurrency}")
-        if not (self.poll_interval > 0 and math.isfinite(self.poll_interval)):
-            raise ConfigurationError(
-                f"poll_interval must be a positive number of seconds, not {self.poll_interval}"
-            )
-        if self.max_pool_size < 1:
-            raise ConfigurationError(f"max_pool_size must be at least 1, not {self.max_pool_size}")
-        if self.worker_id is not None and self.concurrency > 1:
-            raise ConfigurationError(
-                "You must not set worker_id when concurrency > 1; each worker must have a"
-                " unique identifier"
-            )
-        low, high = self.min_reset_locked_interval, self.max_reset_locked_interval
-        if not (math.isfinite(low) and math.isfinite(high) and low > 0 and high >= low):
-            raise ConfigurationError(
-                f"Invalid values for min_reset_locked_interval ({low})/max_reset_locked_interval"
-                f" ({high}): both must be positive and min <= max"
-            )
-        for name in ("graceful_shutdown_abort_timeout", "shutdown_timeout"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"{name} must not be negative")
 
 
 class _JobState(Enum):
@@ -403,7 +347,7 @@ class WorkerPool:
             with self._lock:
                 slot.active = None
             active.written.set()
-        _log_outcome(log, job, outcome, elapsed_ms)
+        log_outcome(log, job, outcome, elapsed_ms)
 
     def _record(self, job: Job, outcome: Outcome) -> None:
         def write() -> None:
@@ -600,32 +544,3 @@ class WorkerPool:
 def _next_sweep_delay(opts: WorkerOptions) -> float:
     low, high = opts.min_reset_locked_interval, opts.max_reset_locked_interval
     return low + random.random() * (high - low)
-
-
-def _log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -> None:
-    if outcome.succeeded:
-        attempt = f", attempt {job.attempts} of {job.max_attempts}" if job.attempts > 1 else ""
-        log.info(
-            "Completed task %s (%s, %.2fms%s) with success",
-            job.id,
-            job.task_identifier,
-            elapsed_ms,
-            attempt,
-        )
-        return
-    if job.attempts >= job.max_attempts:
-        fate = "no attempts left; the job has failed permanently"
-    else:
-        backoff = math.exp(min(job.attempts, 10))
-        fate = f"will retry in {backoff:.2f}s (attempt {job.attempts + 1} of {job.max_attempts})"
-    log.error(
-        "Failed task %s (%s, %.2fms, attempt %d of %d) with error %r; %s",
-        job.id,
-        job.task_identifier,
-        elapsed_ms,
-        job.attempts,
-        job.max_attempts,
-        outcome.message,
-        fate,
-        exc_info=outcome.error,
-    )

@@ -1,0 +1,65 @@
+"""How a worker pool behaves: its options, validated when created. No I/O here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from graphile_py.errors import ConfigurationError
+
+__all__ = ["ForbiddenFlags", "WorkerOptions"]
+
+ForbiddenFlags = Sequence[str] | Callable[[], Sequence[str] | None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a :class:`WorkerPool` behaves. Times are in seconds."""
+
+    schema: str = "graphile_worker"
+    #: Jobs run at once by this pool (one thread each).
+    concurrency: int = 1
+    #: How often idle workers look for jobs that no notification announces (run_at, retries).
+    poll_interval: float = 2.0
+    #: Connections for claiming and writing jobs; the LISTEN connection is one more.
+    max_pool_size: int = 10
+    #: False for pgBouncer in transaction mode: no server-side prepared statements.
+    prepared_statements: bool = True
+    #: After a graceful shutdown starts, set every running job's ``abort_event`` this late.
+    graceful_shutdown_abort_timeout: float = 5.0
+    #: After a graceful shutdown starts, fail jobs still running this late.
+    shutdown_timeout: float = 30.0
+    #: The stale-lock sweep runs every min..max seconds (randomised), first within 60 s.
+    min_reset_locked_interval: float = 480.0
+    max_reset_locked_interval: float = 600.0
+    #: Skip jobs carrying any of these flags; a callable is asked before every fetch.
+    forbidden_flags: ForbiddenFlags = None
+    #: Use this machine's clock instead of the database's for "is the job due".
+    use_node_time: bool = False
+    #: Name of the worker thread for logs; only allowed with concurrency 1.
+    worker_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, not {self.concurrency}")
+        if not (self.poll_interval > 0 and math.isfinite(self.poll_interval)):
+            raise ConfigurationError(
+                f"poll_interval must be a positive number of seconds, not {self.poll_interval}"
+            )
+        if self.max_pool_size < 1:
+            raise ConfigurationError(f"max_pool_size must be at least 1, not {self.max_pool_size}")
+        if self.worker_id is not None and self.concurrency > 1:
+            raise ConfigurationError(
+                "You must not set worker_id when concurrency > 1; each worker must have a"
+                " unique identifier"
+            )
+        low, high = self.min_reset_locked_interval, self.max_reset_locked_interval
+        if not (math.isfinite(low) and math.isfinite(high) and low > 0 and high >= low):
+            raise ConfigurationError(
+                f"Invalid values for min_reset_locked_interval ({low})/max_reset_locked_interval"
+                f" ({high}): both must be positive and min <= max"
+            )
+        for name in ("graceful_shutdown_abort_timeout", "shutdown_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must not be negative")
