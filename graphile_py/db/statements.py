@@ -1,46 +1,32 @@
-"""Every SQL statement graphile-py sends, outside the migration scripts.
+"""The statements of the job queue: migrations, enqueueing, the worker's hot path, admin.
 
-Statements are composed once per worker schema with :mod:`psycopg.sql` (the schema is an
-``Identifier``, every value a bind parameter) and cached as bytes, so the hot path pays no
-composition cost and psycopg can prepare them. Each function takes a connection and
-runs one statement; psycopg errors are translated into :mod:`graphile_py.errors` here and
-nowhere else.
-
-The worker statements reproduce graphile-worker 0.18.0's client-side SQL (spec sections
-3.4 to 3.9) so that Node and Python pools can share jobs, queues and locks.
+Composed once per worker schema and cached as bytes. The worker statements reproduce
+graphile-worker 0.18.0's client-side SQL (spec sections 3.4 to 3.9) so that Node and
+Python pools can share jobs, queues and locks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 import psycopg
-import psycopg.errors
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
-from graphile_py.errors import (
-    ConnectError,
-    DatabaseError,
-    InvalidJobKeyMode,
-    JobRejected,
-)
+from graphile_py.db.translate import map_db_errors
 from graphile_py.jobs import Job
 
 __all__ = [
-    "CONSTRAINT_MESSAGES",
     "MIGRATION_ROW_INSERTED",
     "FailureSpec",
+    "Row",
     "Statements",
-    "borrow",
-    "map_db_errors",
+    "compose",
     "statements_for",
 ]
 
@@ -49,60 +35,6 @@ Row = dict[str, Any]
 #: Added as a note to an error raised after a migration's row was inserted: such an
 #: error is a real failure, never "someone else ran this migration".
 MIGRATION_ROW_INSERTED = "graphile-py: migration row was inserted"
-
-# What a violated constraint means, in the words of someone adding a job.
-CONSTRAINT_MESSAGES = {
-    "tasks_identifier_check": "the task identifier is longer than 128 characters",
-    "job_queues_queue_name_check": "the queue name is longer than 128 characters",
-    "jobs_key_check": "the job key must be 1 to 512 characters long",
-    "jobs_max_attempts_check": "max_attempts must be at least 1",
-}
-
-
-@contextmanager
-def borrow(pool: ConnectionPool[psycopg.Connection[Any]]) -> Iterator[psycopg.Connection[Any]]:
-    """Check a connection out of ``pool`` for the block, translating pool timeouts."""
-    with map_db_errors("Getting a database connection"):
-        conn = pool.getconn()
-    try:
-        yield conn
-    finally:
-        pool.putconn(conn)
-
-
-@contextmanager
-def map_db_errors(action: str, *, adding_jobs: bool = False) -> Iterator[None]:
-    """Translate psycopg errors raised inside the block into graphile-py errors.
-
-    ``action`` says what was being done, for the message. With ``adding_jobs`` errors that
-    mean "this job is not acceptable" become :class:`JobRejected`.
-    """
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise translate_error(exc, action, adding_jobs=adding_jobs) from exc
-
-
-def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = False) -> Exception:
-    """The graphile-py error that stands for ``exc`` (to be raised ``from exc``)."""
-    sqlstate = exc.sqlstate
-    diag_message = exc.diag.message_primary or str(exc).strip()
-    constraint = exc.diag.constraint_name
-    if sqlstate == "GWBKM":
-        return InvalidJobKeyMode(sqlstate=sqlstate)
-    if adding_jobs and sqlstate is not None and sqlstate[:2] in {"22", "23", "21"}:
-        reason = CONSTRAINT_MESSAGES.get(constraint or "", diag_message)
-        return JobRejected(
-            f"{action} failed: {reason} [{sqlstate}]", sqlstate=sqlstate, constraint=constraint
-        )
-    if isinstance(exc, psycopg.OperationalError) and not isinstance(
-        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
-    ):
-        return ConnectError(f"{action} failed: {diag_message}", sqlstate=sqlstate)
-    suffix = f" [{sqlstate}]" if sqlstate else ""
-    return DatabaseError(
-        f"{action} failed: {diag_message}{suffix}", sqlstate=sqlstate, constraint=constraint
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +48,8 @@ class FailureSpec:
     has_replacement: bool = False
 
 
-def _compose(template: str, schema: str, **parts: sql.Composable) -> bytes:
+def compose(template: str, schema: str, **parts: sql.Composable) -> bytes:
+    """``template`` with ``{schema}`` as the quoted identifier, as bytes ready to send."""
     return sql.SQL(template).format(schema=sql.Identifier(schema), **parts).as_bytes(None)
 
 
@@ -133,7 +66,7 @@ class Statements:
         self.schema = schema
 
         def c(template: str, **parts: sql.Composable) -> bytes:
-            return _compose(template, schema, **parts)
+            return compose(template, schema, **parts)
 
         self.probe_sql = c(
             "select current_setting('server_version_num')::int as server_version_num,"
@@ -456,7 +389,7 @@ class Statements:
         key = (batch, flags, node_time)
         statement = self._claim.get(key)
         if statement is None:
-            statement = self._claim[key] = _compose(
+            statement = self._claim[key] = compose(
                 _claim_template(batch=batch, flags=flags),
                 self.schema,
                 now=sql.SQL("%(now)s::timestamptz" if node_time else "now()"),
@@ -646,13 +579,3 @@ def _claim_template(*, batch: bool, flags: bool) -> str:
         " set attempts = jobs.attempts + 1, locked_by = %(pool)s::text, locked_at = {now}"
         " from " + source + " where jobs.id = " + source + ".id returning jobs.*"
     )
-
-
-def job_rows_to_jobs(
-    rows: Sequence[Mapping[str, Any]], identifier_by_task_id: Mapping[int, str]
-) -> list[Job]:
-    """Build :class:`Job` objects from claimed rows, naming tasks from our own cache."""
-    return [
-        Job.from_row(row, task_identifier=identifier_by_task_id.get(row["task_id"], ""))
-        for row in rows
-    ]

@@ -1,0 +1,69 @@
+"""The one boundary where psycopg's errors become graphile-py's, and pool checkouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool
+
+from graphile_py.errors import ConnectError, DatabaseError, InvalidJobKeyMode, JobRejected
+
+__all__ = ["CONSTRAINT_MESSAGES", "borrow", "map_db_errors", "translate_error"]
+
+# What a violated constraint means, in the words of someone adding a job.
+CONSTRAINT_MESSAGES = {
+    "tasks_identifier_check": "the task identifier is longer than 128 characters",
+    "job_queues_queue_name_check": "the queue name is longer than 128 characters",
+    "jobs_key_check": "the job key must be 1 to 512 characters long",
+    "jobs_max_attempts_check": "max_attempts must be at least 1",
+}
+
+
+@contextmanager
+def borrow(pool: ConnectionPool[psycopg.Connection[Any]]) -> Iterator[psycopg.Connection[Any]]:
+    """Check a connection out of ``pool`` for the block, translating pool timeouts."""
+    with map_db_errors("Getting a database connection"):
+        conn = pool.getconn()
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
+
+
+@contextmanager
+def map_db_errors(action: str, *, adding_jobs: bool = False) -> Iterator[None]:
+    """Translate psycopg errors raised inside the block into graphile-py errors.
+
+    ``action`` says what was being done, for the message. With ``adding_jobs`` errors that
+    mean "this job is not acceptable" become :class:`JobRejected`.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate_error(exc, action, adding_jobs=adding_jobs) from exc
+
+
+def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = False) -> Exception:
+    """The graphile-py error that stands for ``exc`` (to be raised ``from exc``)."""
+    sqlstate = exc.sqlstate
+    diag_message = exc.diag.message_primary or str(exc).strip()
+    constraint = exc.diag.constraint_name
+    if sqlstate == "GWBKM":
+        return InvalidJobKeyMode(sqlstate=sqlstate)
+    if adding_jobs and sqlstate is not None and sqlstate[:2] in {"22", "23", "21"}:
+        reason = CONSTRAINT_MESSAGES.get(constraint or "", diag_message)
+        return JobRejected(
+            f"{action} failed: {reason} [{sqlstate}]", sqlstate=sqlstate, constraint=constraint
+        )
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+    ):
+        return ConnectError(f"{action} failed: {diag_message}", sqlstate=sqlstate)
+    suffix = f" [{sqlstate}]" if sqlstate else ""
+    return DatabaseError(
+        f"{action} failed: {diag_message}{suffix}", sqlstate=sqlstate, constraint=constraint
+    )
