@@ -25,6 +25,7 @@ from graphile_py.errors import (
     UnsupportedPostgresVersion,
     WorkerError,
 )
+from graphile_py.events import WorkerEvents
 from graphile_py.jobs import Job, JobKeyMode, JobOptions, JobSpec
 from graphile_py.migrate import MigrationReport, latest_known_migration, migrate
 from graphile_py.options import WorkerOptions
@@ -59,6 +60,7 @@ __all__ = [
     "TaskRegistry",
     "UnsupportedPostgresVersion",
     "WorkerError",
+    "WorkerEvents",
     "WorkerOptions",
     "WorkerPool",
     "WorkerUtils",

@@ -31,8 +31,10 @@ class Outcome:
 
     error: BaseException | None = None
     message: str | None = None
-    #: For a batch job whose items partly failed: the payload items to retry.
+    #: For a batch job whose items partly failed: the payload items to retry...
     replacement_payload: list[Any] | None = None
+    #: ...and their errors.
+    batch_errors: tuple[BaseException, ...] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -104,7 +106,10 @@ def _batch_outcome(payload: list[Any], results: Sequence[Any]) -> Outcome:
         return Outcome()
     message = "Batch failures:\n" + "\n".join(failure_message(error) for _, error in failed)
     return Outcome(
-        error=failed[0][1], message=message, replacement_payload=[item for item, _ in failed]
+        error=failed[0][1],
+        message=message,
+        replacement_payload=[item for item, _ in failed],
+        batch_errors=tuple(error for _, error in failed),
     )
 
 

@@ -45,6 +45,10 @@ class Listener:
         on_jobs: Callable[[int], None],
         on_breaking_migration: Callable[[int | None], None],
         on_reconnected: Callable[[], None],
+        on_connecting: Callable[[int], None] = lambda attempts: None,
+        on_connected: Callable[[], None] = lambda: None,
+        on_error: Callable[[BaseException], None] = lambda error: None,
+        on_notification: Callable[[str, str], None] = lambda channel, payload: None,
         name: str = "graphile-py-listener",
     ) -> None:
         self._conninfo = conninfo
@@ -52,6 +56,10 @@ class Listener:
         self._on_jobs = on_jobs
         self._on_breaking_migration = on_breaking_migration
         self._on_reconnected = on_reconnected
+        self._on_connecting = on_connecting
+        self._on_connected = on_connected
+        self._on_error = on_error
+        self._on_notification = on_notification
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -74,6 +82,7 @@ class Listener:
         attempts = 0
         ever_connected = False
         while not self._stop.is_set():
+            self._on_connecting(attempts)
             try:
                 with psycopg.connect(
                     self._conninfo, autocommit=True, **self._connect_kwargs
@@ -81,6 +90,7 @@ class Listener:
                     conn.execute(_LISTEN)
                     attempts = 0
                     self._connected.set()
+                    self._on_connected()
                     if ever_connected:
                         self.reconnects += 1
                         logger.info("Listening for notifications again")
@@ -92,6 +102,7 @@ class Listener:
                     break
                 attempts += 1
                 delay = reconnect_delay(attempts)
+                self._on_error(exc)
                 logger.warning(
                     "Error with notify listener (trying again in %dms): %s",
                     round(delay * 1000),
@@ -107,6 +118,7 @@ class Listener:
                 self._dispatch(notify.channel, notify.payload)
 
     def _dispatch(self, channel: str, payload: str) -> None:
+        self._on_notification(channel, payload)
         message = _parse(payload)
         if channel == "jobs:insert":
             count = message.get("count", 1) if isinstance(message, dict) else 1

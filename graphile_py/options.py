@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from graphile_py.errors import ConfigurationError
+from graphile_py.events import WorkerEvents
 
 __all__ = ["ForbiddenFlags", "WorkerOptions"]
 
@@ -39,6 +40,22 @@ class WorkerOptions:
     use_node_time: bool = False
     #: Name of the worker thread for logs; only allowed with concurrency 1.
     worker_id: str | None = None
+    #: Hooks called on pool, worker, job and cron events (see :class:`WorkerEvents`).
+    events: WorkerEvents | None = None
+    #: Fetch this many jobs per claim and hand them out from memory (None: one per claim).
+    #: Fewer round trips; cached jobs count as locked by this pool until they run.
+    local_queue_size: int | None = None
+    #: Cached jobs not started within this time are handed back to the database.
+    local_queue_ttl: float = 300.0
+    #: Collect completions for this long and write them in one statement (None: at once).
+    complete_job_batch_delay: float | None = None
+    #: Collect failures for this long and write them in one statement (None: at once).
+    fail_job_batch_delay: float | None = None
+    #: Default time limit of a task run; per-task limits come from the TaskRegistry.
+    #: When it passes, the job's ``abort_event`` is set; a task that still runs
+    #: ``task_timeout_grace`` later is failed and its worker replaced.
+    task_timeout: float | None = None
+    task_timeout_grace: float = 1.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -60,6 +77,26 @@ class WorkerOptions:
                 f"Invalid values for min_reset_locked_interval ({low})/max_reset_locked_interval"
                 f" ({high}): both must be positive and min <= max"
             )
-        for name in ("graceful_shutdown_abort_timeout", "shutdown_timeout"):
+        for name in (
+            "graceful_shutdown_abort_timeout",
+            "shutdown_timeout",
+            "local_queue_ttl",
+            "task_timeout_grace",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative")
+        for name in ("complete_job_batch_delay", "fail_job_batch_delay"):
+            value = getattr(self, name)
+            if value is not None and not (0 <= value < math.inf):
+                raise ConfigurationError(f"{name} must be None (off) or a number of seconds >= 0")
+        if self.local_queue_size is not None and self.local_queue_size < 1:
+            raise ConfigurationError(
+                f"local_queue_size must be None (off) or at least 1, not {self.local_queue_size}"
+            )
+        if self.task_timeout is not None and not self.task_timeout > 0:
+            raise ConfigurationError(f"task_timeout must be positive, not {self.task_timeout}")
+
+    @property
+    def batched_fetch(self) -> bool:
+        """True when jobs are fetched several at a time into a local queue."""
+        return self.local_queue_size is not None

@@ -42,35 +42,53 @@ class TaskRegistry(Mapping[str, TaskFunction]):
 
     def __init__(self, tasks: Mapping[str, TaskFunction] | None = None) -> None:
         self._tasks: dict[str, TaskFunction] = {}
+        self._timeouts: dict[str, float] = {}
         for identifier, function in (tasks or {}).items():
             self.add(identifier, function)
 
     @overload
     def task(self, name: TaskFunction, /) -> TaskFunction: ...
     @overload
-    def task(self, name: str | None = None, /) -> Callable[[TaskFunction], TaskFunction]: ...
+    def task(
+        self, name: str | None = None, /, *, timeout: float | None = None
+    ) -> Callable[[TaskFunction], TaskFunction]: ...
 
     def task(
-        self, name: str | TaskFunction | None = None, /
+        self, name: str | TaskFunction | None = None, /, *, timeout: float | None = None
     ) -> TaskFunction | Callable[[TaskFunction], TaskFunction]:
-        """Register a function as a task, named by ``name`` or by its ``__name__``."""
+        """Register a function as a task, named by ``name`` or by its ``__name__``.
+
+        ``timeout`` (seconds) limits each run: past it the job's ``abort_event`` is set,
+        and a task that keeps running is failed (see ``WorkerOptions.task_timeout``).
+        """
         if callable(name):
             return self.add(name.__name__, name)
 
         def register(function: TaskFunction) -> TaskFunction:
-            return self.add(name or function.__name__, function)
+            return self.add(name or function.__name__, function, timeout=timeout)
 
         return register
 
-    def add(self, identifier: str, function: TaskFunction) -> TaskFunction:
+    def add(
+        self, identifier: str, function: TaskFunction, *, timeout: float | None = None
+    ) -> TaskFunction:
         """Register ``function`` under ``identifier``; refuse duplicates and bad names."""
         _check_identifier(identifier)
         if not callable(function):
             raise TaskLoadError(f"task {identifier!r} is not callable: {function!r}")
         if identifier in self._tasks:
             raise TaskLoadError(f"task {identifier!r} is registered twice")
+        if timeout is not None and not timeout > 0:
+            raise TaskLoadError(f"task {identifier!r}: timeout must be positive, not {timeout}")
         self._tasks[identifier] = function
+        if timeout is not None:
+            self._timeouts[identifier] = timeout
         return function
+
+    @property
+    def timeouts(self) -> Mapping[str, float]:
+        """Per-task time limits in seconds, for tasks registered with one."""
+        return dict(self._timeouts)
 
     def __getitem__(self, identifier: str) -> TaskFunction:
         return self._tasks[identifier]

@@ -1,0 +1,186 @@
+"""Hooks into what the worker pool and cron are doing (graphile-worker's events).
+
+Subclass :class:`WorkerEvents`, override the methods you care about, and pass an
+instance as ``WorkerOptions(events=...)``. Every method here does nothing. Hooks run on
+the thread that reached the event (a worker thread for ``job_*``), so keep them quick.
+A hook that raises is logged and ignored: it never kills a worker.
+
+>>> class Counting(WorkerEvents):
+...     def __init__(self) -> None:
+...         self.succeeded = 0
+...     def job_success(self, worker_id: str, job: Job) -> None:
+...         self.succeeded += 1
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from graphile_py.jobs import Job
+
+if TYPE_CHECKING:
+    from graphile_py.worker import WorkerPool
+
+__all__ = ["WorkerEvents", "guarded"]
+
+logger = logging.getLogger("graphile_py.events")
+
+
+class WorkerEvents:
+    """No-op hooks; override the ones you need. Arguments mirror graphile-worker's events."""
+
+    # -- the pool ------------------------------------------------------------------------
+    def pool_create(self, pool: WorkerPool) -> None:
+        """The pool was built (before it connects)."""
+
+    def pool_listen_connecting(self, pool: WorkerPool, attempts: int) -> None:
+        """The LISTEN connection is being (re)established; ``attempts`` failed so far."""
+
+    def pool_listen_success(self, pool: WorkerPool) -> None:
+        """LISTEN is active."""
+
+    def pool_listen_error(self, pool: WorkerPool, error: BaseException) -> None:
+        """The LISTEN connection failed; it will be retried with backoff."""
+
+    def pool_listen_notification(self, pool: WorkerPool, channel: str, payload: str) -> None:
+        """A notification arrived on ``jobs:insert`` or ``worker:migrate``."""
+
+    def pool_listen_release(self, pool: WorkerPool) -> None:
+        """The LISTEN connection was closed for good (shutdown)."""
+
+    def pool_graceful_shutdown(self, pool: WorkerPool, message: str) -> None:
+        """Graceful shutdown began: no new jobs are claimed."""
+
+    def pool_forceful_shutdown(self, pool: WorkerPool, message: str) -> None:
+        """Running jobs are being failed because shutdown was forced or timed out."""
+
+    def pool_fatal_error(self, pool: WorkerPool, error: BaseException, action: str) -> None:
+        """A batched write (``complete_job`` or ``fail_job``) failed for good."""
+
+    def pool_release(self, pool: WorkerPool) -> None:
+        """The pool has stopped and released its connections."""
+
+    # -- workers -------------------------------------------------------------------------
+    def worker_create(self, worker_id: str, tasks: Sequence[str]) -> None:
+        """A worker thread was created."""
+
+    def worker_get_job_start(self, worker_id: str) -> None:
+        """A worker is about to look for a job."""
+
+    def worker_get_job_empty(self, worker_id: str) -> None:
+        """A worker found no job ready."""
+
+    def worker_get_job_error(self, worker_id: str, error: BaseException) -> None:
+        """Looking for a job failed; it is retried after the poll interval."""
+
+    def worker_stop(self, worker_id: str, error: BaseException | None) -> None:
+        """A worker thread ended."""
+
+    def worker_fatal_error(self, worker_id: str, error: BaseException, job: Job) -> None:
+        """A job's outcome could not be recorded; it stays locked until unlocked."""
+
+    # -- jobs ----------------------------------------------------------------------------
+    def job_start(self, worker_id: str, job: Job) -> None:
+        """A job was claimed and its task is about to run."""
+
+    def job_success(self, worker_id: str, job: Job) -> None:
+        """The task returned."""
+
+    def job_error(
+        self,
+        worker_id: str,
+        job: Job,
+        error: BaseException,
+        batch_errors: Sequence[BaseException] | None,
+    ) -> None:
+        """The task raised (or some items of a batch job failed); the job will be retried."""
+
+    def job_failed(
+        self,
+        worker_id: str,
+        job: Job,
+        error: BaseException,
+        batch_errors: Sequence[BaseException] | None,
+    ) -> None:
+        """After ``job_error``, when no attempts are left: the job failed permanently."""
+
+    def job_complete(self, worker_id: str, job: Job, error: BaseException | None) -> None:
+        """The outcome is being recorded (success when ``error`` is None)."""
+
+    # -- the stale-lock sweep ------------------------------------------------------------
+    def reset_locked_started(self, pool: WorkerPool) -> None:
+        """The stale-lock sweep is running."""
+
+    def reset_locked_success(self, pool: WorkerPool, next_delay: float | None) -> None:
+        """The sweep finished; the next one is in ``next_delay`` seconds."""
+
+    def reset_locked_failure(
+        self, pool: WorkerPool, error: BaseException, next_delay: float | None
+    ) -> None:
+        """The sweep failed; it is tried again in ``next_delay`` seconds."""
+
+    # -- cron ----------------------------------------------------------------------------
+    def cron_starting(self, start: datetime) -> None:
+        """Cron is registering its items and backfilling."""
+
+    def cron_started(self, start: datetime) -> None:
+        """Cron registration and backfill are done; scheduling has begun."""
+
+    def cron_backfill(self, identifiers: Sequence[str], timestamp: datetime) -> None:
+        """Missed runs of these items at ``timestamp`` are being scheduled."""
+
+    def cron_schedule(self, timestamp: datetime, identifiers: Sequence[str]) -> None:
+        """The jobs of one minute are about to be written."""
+
+    def cron_scheduled(self, timestamp: datetime, identifiers: Sequence[str]) -> None:
+        """The jobs of one minute were written."""
+
+    def cron_premature_timer(self, current: datetime, expected: datetime) -> None:
+        """The clock was behind when cron woke up (clock skew); it waits longer."""
+
+    def cron_overdue_timer(self, current: datetime, expected: datetime) -> None:
+        """Cron woke up late (a busy machine or a clock jump); it catches up."""
+
+    # -- the process ---------------------------------------------------------------------
+    def graceful_shutdown(self, signal: str) -> None:
+        """A signal started a graceful shutdown."""
+
+    def forceful_shutdown(self, signal: str) -> None:
+        """A second signal forced the shutdown."""
+
+    def stop(self) -> None:
+        """The runner was asked to stop."""
+
+
+def guarded(events: WorkerEvents | None) -> WorkerEvents:
+    """``events`` with every hook wrapped so that an exception is logged, never raised."""
+    if events is None:
+        return _NO_EVENTS
+    return cast(WorkerEvents, _Guarded(events))
+
+
+class _Guarded:
+    def __init__(self, inner: WorkerEvents) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        hook = getattr(self._inner, name)
+
+        @functools.wraps(hook)
+        def call(*args: Any) -> None:
+            try:
+                hook(*args)
+            except Exception:
+                logger.exception(
+                    "Event hook %s.%s raised; ignored", type(self._inner).__name__, name
+                )
+
+        setattr(self, name, call)  # look the hook up once
+        return call
+
+
+_NO_EVENTS = WorkerEvents()
