@@ -23,14 +23,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from graphile_py.batching import WriteBatcher
-from graphile_py.db import FailureSpec, borrow, map_db_errors, statements_for
+from graphile_py.db import borrow, map_db_errors, statements_for
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
     GraphileError,
@@ -43,7 +41,9 @@ from graphile_py.listener import Listener
 from graphile_py.local_queue import LocalQueue
 from graphile_py.logs import JobLogger
 from graphile_py.options import WorkerOptions
+from graphile_py.outcomes import OutcomeWriter
 from graphile_py.retry import with_retries
+from graphile_py.slots import ActiveJob, SlotTable, WorkerSlot
 from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, validate_task_map
 
 __all__ = ["WorkerPool"]
@@ -52,64 +52,6 @@ logger = logging.getLogger("graphile_py.worker")
 
 # How long shutdown waits for the final fail/complete writes once the grace period is over.
 _FINAL_WRITE_TIMEOUT = 15.0
-
-
-class _JobState(Enum):
-    RUNNING = "running"  # the task is executing
-    WRITING = "writing"  # the worker is recording the outcome
-    ABANDONED = "abandoned"  # shutdown or a timeout failed the job; the worker must not write
-
-
-class _ActiveJob:
-    __slots__ = ("abort", "deadline", "job", "state", "timeout", "written")
-
-    def __init__(self, job: Job, timeout: float | None) -> None:
-        self.job = job
-        self.state = _JobState.RUNNING
-        self.written = threading.Event()
-        #: Set when the task should stop: shutdown, or its time limit passed.
-        self.abort = threading.Event()
-        self.timeout = timeout
-        self.deadline = time.monotonic() + timeout if timeout is not None else None
-
-
-class _Slot:
-    """One worker thread and the state the pool needs to nudge it, time it or stop it."""
-
-    def __init__(self, pool: WorkerPool, worker_id: str) -> None:
-        self.pool = pool
-        self.worker_id = worker_id
-        self.wake = threading.Event()
-        self.idle = False
-        self.ran_dry = False  # run-once: nothing was ready
-        self.retired = False  # a timed-out task holds this thread; a new slot took over
-        self.failures = 0
-        self.active: _ActiveJob | None = None
-        self.thread = threading.Thread(target=self._run, name=worker_id, daemon=True)
-        self.log = JobLogger(logger, {"worker_id": worker_id})
-
-    def _run(self) -> None:
-        pool = self.pool
-        error: BaseException | None = None
-        self.log.debug("Spawned")
-        try:
-            while not (pool.stopping or self.retired or self.ran_dry):
-                job = pool.next_job(self)
-                if job is not None:
-                    pool.execute(self, job)
-        except BaseException as exc:  # a bug in the pool itself: stop it rather than hang
-            error = exc
-            self.log.exception("Worker crashed")
-            pool.fail(exc)
-        finally:
-            pool.events.worker_stop(self.worker_id, error)
-
-    def idle_wait(self) -> None:
-        self.idle = True
-        try:
-            self.wake.wait(self.pool.options.poll_interval)
-        finally:
-            self.idle = False
 
 
 class WorkerPool:
@@ -145,23 +87,26 @@ class WorkerPool:
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._task_ids: list[int] = []
         self._identifier_by_task_id: dict[int, str] = {}
-        self._lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._stop_reason = ""
         self._force_reason = ""
         self._force_requested = threading.Event()
         self._stopping = threading.Event()
-        self._give_up_writes = threading.Event()
-        self._abort_all = threading.Event()
         self._error: BaseException | None = None
         self._loop = EventLoopThread(f"graphile-py-async-{self.id}")
         self._listener: Listener | None = None
         self._local_queue: LocalQueue | None = None
-        self._completions: WriteBatcher[Job] | None = None
-        self._failures: WriteBatcher[FailureSpec] | None = None
+        self._outcomes = OutcomeWriter(
+            pool_id=self.id,
+            statements=self._statements,
+            connection=self.connection,
+            complete_delay=self.options.complete_job_batch_delay,
+            fail_delay=self.options.fail_job_batch_delay,
+            on_batch_failure=self._batch_failed,
+        )
         self._background: list[threading.Thread] = []
         self._queue_names: dict[int, str] = {}
-        self._slots = [self._new_slot() for _ in range(self.options.concurrency)]
+        self._slots = SlotTable(self._new_slot, self.options.concurrency)
         self.events.pool_create(self)
 
     # -- public control ------------------------------------------------------------------
@@ -218,9 +163,11 @@ class WorkerPool:
                 opts.max_pool_size,
                 opts.concurrency,
             )
-        self._start_helpers()
+        # In graphile-worker's order: the workers exist before the listener connects.
         for slot in self._slots:
             self.events.worker_create(slot.worker_id, list(self.tasks))
+        self._start_helpers()
+        for slot in self._slots:
             slot.thread.start()
         names = ", ".join(repr(name) for name in self.tasks)
         logger.info(
@@ -247,21 +194,7 @@ class WorkerPool:
                 poll_interval=opts.poll_interval,
                 once=self.once,
                 fetch=lambda size: self.claim(batch_size=size),
-                hand_back=self._hand_back,
-            )
-        if opts.complete_job_batch_delay is not None:
-            self._completions = WriteBatcher(
-                name=f"graphile-py-completions-{self.id}",
-                delay=opts.complete_job_batch_delay,
-                write=self._write_completions,
-                on_failure=lambda exc, jobs: self._batch_failed(exc, "complete_job", len(jobs)),
-            )
-        if opts.fail_job_batch_delay is not None:
-            self._failures = WriteBatcher(
-                name=f"graphile-py-failures-{self.id}",
-                delay=opts.fail_job_batch_delay,
-                write=self._write_failures,
-                on_failure=lambda exc, specs: self._batch_failed(exc, "fail_job", len(specs)),
+                hand_back=lambda ids: self._outcomes.hand_back(ids, within=_FINAL_WRITE_TIMEOUT),
             )
         if not self.once:
             events = self.events
@@ -304,7 +237,7 @@ class WorkerPool:
     def wait_for_stop_request(self) -> None:
         """Block until a stop is requested (or, once, every worker has run dry)."""
         while not self._stop_requested.wait(0.2):
-            if self.once and not any(slot.thread.is_alive() for slot in self._slots):
+            if self.once and not self._slots.any_alive():
                 return
 
     def nudge(self, count: int) -> None:
@@ -352,7 +285,7 @@ class WorkerPool:
             for row in rows
         ]
 
-    def next_job(self, slot: _Slot) -> Job | None:
+    def next_job(self, slot: WorkerSlot) -> Job | None:
         """The next job for ``slot``, or None after waiting (idle, or nothing ready)."""
         self.events.worker_get_job_start(slot.worker_id)
         flags = self._forbidden_flags()
@@ -384,25 +317,20 @@ class WorkerPool:
             slot.idle_wait()
         return None
 
-    def _check_ran_dry(self, slot: _Slot) -> None:
+    def _check_ran_dry(self, slot: WorkerSlot) -> None:
         # Run-once ends for a worker when nothing is ready -- but a job of a named queue
         # becomes ready when a sibling still running (or whose outcome is still being
         # written) releases the queue, so look again while anything is in flight.
-        with self._lock:
-            busy = any(other.active is not None for other in self._slots if other is not slot)
-        busy = busy or any(b is not None and b.busy for b in (self._completions, self._failures))
+        busy = self._slots.others_busy(slot) or self._outcomes.busy
         if busy:
             slot.wake.wait(0.02)
         else:
             slot.ran_dry = True
 
-    def execute(self, slot: _Slot, job: Job) -> None:
+    def execute(self, slot: WorkerSlot, job: Job) -> None:
         """Run ``job`` on the current thread and record the outcome."""
-        active = _ActiveJob(job, self._timeouts.get(job.task_identifier, self.options.task_timeout))
-        if self._abort_all.is_set():
-            active.abort.set()
-        with self._lock:
-            slot.active = active
+        timeout = self._timeouts.get(job.task_identifier, self.options.task_timeout)
+        active = self._slots.begin(slot, job, timeout)
         log = JobLogger(
             logger, {"worker_id": slot.worker_id, "task": job.task_identifier, "job_id": job.id}
         )
@@ -420,21 +348,17 @@ class WorkerPool:
         started = time.perf_counter()
         outcome = run_task(self.tasks[job.task_identifier], job.payload, helpers, self._loop)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        with self._lock:
-            if active.state is _JobState.ABANDONED:
-                if slot.active is active:
-                    slot.active = None
-                log.warning(
-                    "Task %s (%s) finished after it had been failed (shutdown or time limit);"
-                    " its result is discarded",
-                    job.id,
-                    job.task_identifier,
-                )
-                return
-            active.state = _JobState.WRITING
+        if not self._slots.task_returned(slot, active):
+            log.warning(
+                "Task %s (%s) finished after it had been failed (shutdown or time limit);"
+                " its result is discarded",
+                job.id,
+                job.task_identifier,
+            )
+            return
         self._emit_outcome(slot.worker_id, job, outcome)
         try:
-            self._record(job, outcome)
+            self._outcomes.record(job, outcome)
         except GraphileError as exc:
             log.error(
                 "Failed to release job %s after %s: %s; it stays locked by %s until"
@@ -446,9 +370,7 @@ class WorkerPool:
             )
             self.events.worker_fatal_error(slot.worker_id, exc, job)
         finally:
-            with self._lock:
-                slot.active = None
-            active.written.set()
+            self._slots.written(slot, active)
         log_outcome(log, job, outcome, elapsed_ms)
 
     def _emit_outcome(self, worker_id: str, job: Job, outcome: Outcome) -> None:
@@ -459,55 +381,6 @@ class WorkerPool:
             if job.attempts >= job.max_attempts:
                 self.events.job_failed(worker_id, job, outcome.error, outcome.batch_errors)
         self.events.job_complete(worker_id, job, outcome.error)
-
-    def _record(self, job: Job, outcome: Outcome) -> None:
-        if outcome.succeeded:
-            if self._completions is not None:
-                self._completions.add(job)
-                return
-            self._write_with_retries(
-                f"Completing job {job.id}",
-                lambda conn: self._statements.complete_jobs(conn, self.id, [job]),
-            )
-            return
-        spec = FailureSpec(
-            job,
-            outcome.message or "",
-            outcome.replacement_payload,
-            has_replacement=outcome.replacement_payload is not None,
-        )
-        if self._failures is not None:
-            self._failures.add(spec)
-            return
-        self._write_with_retries(
-            f"Failing job {job.id}", lambda conn: self._statements.fail_jobs(conn, self.id, [spec])
-        )
-
-    def _write_with_retries(
-        self, description: str, write: Any, *, deadline: float | None = None
-    ) -> Any:
-        def attempt() -> Any:
-            with self.connection() as conn:
-                return write(conn)
-
-        def wait(delay: float) -> bool:
-            if deadline is not None and time.monotonic() + delay > deadline:
-                return True
-            return self._give_up_writes.wait(delay)
-
-        return with_retries(attempt, description=description, wait=wait)
-
-    def _write_completions(self, jobs: list[Job]) -> None:
-        self._write_with_retries(
-            f"Completing {len(jobs)} job(s)",
-            lambda conn: self._statements.complete_jobs(conn, self.id, jobs),
-        )
-
-    def _write_failures(self, specs: list[FailureSpec]) -> None:
-        self._write_with_retries(
-            f"Failing {len(specs)} job(s)",
-            lambda conn: self._statements.fail_jobs(conn, self.id, specs),
-        )
 
     def _batch_failed(self, error: BaseException, action: str, count: int) -> None:
         logger.error(
@@ -522,60 +395,24 @@ class WorkerPool:
         self.events.pool_fatal_error(self, error, action)
         self.request_stop(f"could not {action.replace('_', ' ')}s")
 
-    def _hand_back(self, ids: Sequence[int]) -> None:
-        self._write_with_retries(
-            f"Handing back {len(ids)} job(s)",
-            lambda conn: self._statements.return_unstarted_jobs(conn, self.id, ids),
-            deadline=time.monotonic() + _FINAL_WRITE_TIMEOUT,
-        )
-
     # -- time limits ---------------------------------------------------------------------
 
     def _enforce_timeouts(self) -> None:
-        grace = self.options.task_timeout_grace
         while not self._stopping.wait(0.05):
-            now = time.monotonic()
-            overdue: list[tuple[str, _ActiveJob]] = []
-            with self._lock:
-                for index, slot in enumerate(self._slots):
-                    active = slot.active
-                    if active is None or active.deadline is None:
-                        continue
-                    if active.state is not _JobState.RUNNING or now < active.deadline:
-                        continue
-                    if not active.abort.is_set():
-                        slot.log.warning(
-                            "Task %s (%s) passed its time limit of %gs; asking it to stop",
-                            active.job.id,
-                            active.job.task_identifier,
-                            active.timeout,
-                        )
-                        active.abort.set()
-                    if now >= active.deadline + grace:
-                        active.state = _JobState.ABANDONED
-                        slot.retired = True
-                        slot.active = None
-                        replacement = self._new_slot()
-                        self._slots[index] = replacement
-                        overdue.append((slot.worker_id, active))
-                        self.events.worker_create(replacement.worker_id, list(self.tasks))
-                        replacement.thread.start()
-            for worker_id, active in overdue:
-                self._fail_timed_out(worker_id, active)
+            for overdue in self._slots.enforce_time_limits(self.options.task_timeout_grace):
+                self.events.worker_create(overdue.replacement.worker_id, list(self.tasks))
+                overdue.replacement.thread.start()
+                self._fail_timed_out(overdue.worker_id, overdue.active)
 
-    def _fail_timed_out(self, worker_id: str, active: _ActiveJob) -> None:
+    def _fail_timed_out(self, worker_id: str, active: ActiveJob) -> None:
         job = active.job
         message = (
             f"Task timed out after {active.timeout:g}s and did not stop within"
             f" {self.options.task_timeout_grace:g}s of being asked to"
         )
         logger.error("Failing job %s (%s): %s", job.id, job.task_identifier, message)
-        spec = FailureSpec(job, message)
         try:
-            self._write_with_retries(
-                f"Failing job {job.id}",
-                lambda conn: self._statements.fail_jobs(conn, self.id, [spec]),
-            )
+            self._outcomes.fail_now(job, message)
         except GraphileError as exc:
             logger.error("Could not fail timed-out job %s: %s", job.id, exc)
         error = TimeoutError(message)
@@ -607,21 +444,23 @@ class WorkerPool:
 
         started = time.monotonic()
         opts = self.options
-        while any(slot.thread.is_alive() for slot in self._slots):
+        aborted = False
+        while self._slots.any_alive():
             if self._force_requested.is_set():
                 forced = True
                 break
             waited = time.monotonic() - started
-            if waited >= opts.graceful_shutdown_abort_timeout and not self._abort_all.is_set():
+            if waited >= opts.graceful_shutdown_abort_timeout and not aborted:
                 logger.info("Asking running tasks to stop (abort_event set)")
-                self._abort_running_jobs()
+                self._slots.abort_all()
+                aborted = True
             if waited >= opts.shutdown_timeout:
                 break
             time.sleep(0.02)
 
-        still_running = self._abandon_running_jobs()
+        still_running = self._slots.abandon_running()
         if still_running:
-            self._abort_running_jobs()
+            self._slots.abort_all()
             self.events.pool_forceful_shutdown(self, reason)
             message = (
                 f"Forced worker shutdown due to {self._force_reason or reason}"
@@ -630,12 +469,10 @@ class WorkerPool:
                 f" {opts.shutdown_timeout:g}s grace period"
             )
             self._fail_abandoned([job.id for job in still_running], message)
-        self._wait_for_writes()
-        for batcher in (self._completions, self._failures):
-            if batcher is not None:
-                batcher.close(timeout=_FINAL_WRITE_TIMEOUT)
+        self._slots.wait_for_writes(_FINAL_WRITE_TIMEOUT)
+        self._outcomes.close(timeout=_FINAL_WRITE_TIMEOUT)
         self._release_leftover_locks(reason)
-        self._give_up_writes.set()
+        self._outcomes.give_up()
         for thread in self._background:
             thread.join(timeout=5)
         self._loop.close()
@@ -643,48 +480,9 @@ class WorkerPool:
         logger.info("Worker pool %s stopped", self.id)
         self.events.pool_release(self)
 
-    def _abort_running_jobs(self) -> None:
-        with self._lock:
-            self._abort_all.set()
-            for slot in self._slots:
-                if slot.active is not None:
-                    slot.active.abort.set()
-
-    def _abandon_running_jobs(self) -> list[Job]:
-        with self._lock:
-            running = [
-                slot.active
-                for slot in self._slots
-                if slot.active is not None and slot.active.state is _JobState.RUNNING
-            ]
-            for active in running:
-                active.state = _JobState.ABANDONED
-        return [active.job for active in running]
-
     def _fail_abandoned(self, ids: list[int], message: str) -> None:
         logger.warning("Failing %d job(s) still running at shutdown: %s", len(ids), ids)
-
-        def write() -> None:
-            with self.connection() as conn:
-                self._statements.fail_jobs_with_message(conn, self.id, ids, message)
-
-        deadline = time.monotonic() + _FINAL_WRITE_TIMEOUT
-        try:
-            with_retries(
-                write,
-                description="Failing jobs at shutdown",
-                wait=lambda delay: (
-                    time.monotonic() + delay > deadline or self._give_up_writes.wait(delay)
-                ),
-            )
-        except GraphileError as exc:
-            logger.error(
-                "Could not fail jobs %s at shutdown: %s; they stay locked by %s until"
-                " force_unlock_workers or the stale-lock sweep frees them",
-                ids,
-                exc,
-                self.id,
-            )
+        self._outcomes.fail_all(ids, message, within=_FINAL_WRITE_TIMEOUT)
 
     def _release_leftover_locks(self, reason: str) -> None:
         # Safety net: a job claimed in the instant shutdown began, or one whose outcome
@@ -701,21 +499,11 @@ class WorkerPool:
                 f"Worker shutdown ({reason}) before the job's outcome was recorded",
             )
 
-    def _wait_for_writes(self) -> None:
-        deadline = time.monotonic() + _FINAL_WRITE_TIMEOUT
-        with self._lock:
-            writing = [
-                slot.active
-                for slot in self._slots
-                if slot.active is not None and slot.active.state is _JobState.WRITING
-            ]
-        for active in writing:
-            active.written.wait(max(0.0, deadline - time.monotonic()))
-
     # -- internals -----------------------------------------------------------------------
 
-    def _new_slot(self) -> _Slot:
-        return _Slot(self, self.options.worker_id or f"worker-{secrets.token_hex(9)}")
+    def _new_slot(self) -> WorkerSlot:
+        worker_id = self.options.worker_id or f"worker-{secrets.token_hex(9)}"
+        return WorkerSlot(self, worker_id, self.options.poll_interval)
 
     def _require_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         assert self._pool is not None

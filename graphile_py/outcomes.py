@@ -1,0 +1,162 @@
+"""Recording what happened to jobs: completions, failures and hand-backs.
+
+Each write is retried through transient database trouble (a job whose outcome is
+dropped stays locked for 4 hours). With a batch delay, outcomes are queued for a
+:class:`WriteBatcher` instead and written together; shutdown flushes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+import psycopg
+
+from graphile_py.batching import WriteBatcher
+from graphile_py.db import FailureSpec, Statements
+from graphile_py.errors import GraphileError
+from graphile_py.execution import Outcome
+from graphile_py.jobs import Job
+from graphile_py.retry import with_retries
+
+__all__ = ["OutcomeWriter"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("graphile_py.worker")
+
+ConnectionSource = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+
+
+class OutcomeWriter:
+    """Writes job outcomes for one pool, at once or in batches."""
+
+    def __init__(
+        self,
+        *,
+        pool_id: str,
+        statements: Statements,
+        connection: ConnectionSource,
+        complete_delay: float | None,
+        fail_delay: float | None,
+        on_batch_failure: Callable[[BaseException, str, int], None],
+    ) -> None:
+        self._pool_id = pool_id
+        self._statements = statements
+        self._connection = connection
+        self._give_up = threading.Event()
+        self._completions: WriteBatcher[Job] | None = None
+        self._failures: WriteBatcher[FailureSpec] | None = None
+        if complete_delay is not None:
+            self._completions = WriteBatcher(
+                name=f"graphile-py-completions-{pool_id}",
+                delay=complete_delay,
+                write=self._complete,
+                on_failure=lambda exc, jobs: on_batch_failure(exc, "complete_job", len(jobs)),
+            )
+        if fail_delay is not None:
+            self._failures = WriteBatcher(
+                name=f"graphile-py-failures-{pool_id}",
+                delay=fail_delay,
+                write=self._fail,
+                on_failure=lambda exc, specs: on_batch_failure(exc, "fail_job", len(specs)),
+            )
+
+    @property
+    def busy(self) -> bool:
+        """True while batched outcomes are waiting to be written."""
+        return any(b is not None and b.busy for b in (self._completions, self._failures))
+
+    def record(self, job: Job, outcome: Outcome) -> None:
+        """Complete or fail ``job`` as ``outcome`` says (queued, when batching)."""
+        if outcome.succeeded:
+            if self._completions is not None:
+                self._completions.add(job)
+            else:
+                self._complete([job])
+            return
+        spec = FailureSpec(
+            job,
+            outcome.message or "",
+            outcome.replacement_payload,
+            has_replacement=outcome.replacement_payload is not None,
+        )
+        if self._failures is not None:
+            self._failures.add(spec)
+        else:
+            self._fail([spec])
+
+    def fail_now(self, job: Job, message: str) -> None:
+        """Fail one job at once, bypassing any batch (a task past its time limit)."""
+        self._fail([FailureSpec(job, message)])
+
+    def fail_all(self, ids: Sequence[int], message: str, *, within: float) -> None:
+        """Fail these jobs with one message, trying for at most ``within`` seconds."""
+        try:
+            self._write(
+                "Failing jobs at shutdown",
+                lambda conn: self._statements.fail_jobs_with_message(
+                    conn, self._pool_id, ids, message
+                ),
+                deadline=time.monotonic() + within,
+            )
+        except GraphileError as exc:
+            logger.error(
+                "Could not fail jobs %s at shutdown: %s; they stay locked by %s until"
+                " force_unlock_workers or the stale-lock sweep frees them",
+                list(ids),
+                exc,
+                self._pool_id,
+            )
+
+    def hand_back(self, ids: Sequence[int], *, within: float) -> None:
+        """Return claimed jobs that never started, undoing their attempt."""
+        self._write(
+            f"Handing back {len(ids)} job(s)",
+            lambda conn: self._statements.return_unstarted_jobs(conn, self._pool_id, ids),
+            deadline=time.monotonic() + within,
+        )
+
+    def close(self, timeout: float) -> None:
+        """Write every queued outcome (waiting at most ``timeout`` per batcher)."""
+        for batcher in (self._completions, self._failures):
+            if batcher is not None:
+                batcher.close(timeout=timeout)
+
+    def give_up(self) -> None:
+        """Stop retrying writes that still fail (the pool is going away)."""
+        self._give_up.set()
+
+    def _complete(self, jobs: list[Job]) -> None:
+        self._write(
+            f"Completing {len(jobs)} job(s)",
+            lambda conn: self._statements.complete_jobs(conn, self._pool_id, jobs),
+        )
+
+    def _fail(self, specs: list[FailureSpec]) -> None:
+        self._write(
+            f"Failing {len(specs)} job(s)",
+            lambda conn: self._statements.fail_jobs(conn, self._pool_id, specs),
+        )
+
+    def _write(
+        self,
+        description: str,
+        write: Callable[[psycopg.Connection[Any]], T],
+        *,
+        deadline: float | None = None,
+    ) -> T:
+        def attempt() -> T:
+            with self._connection() as conn:
+                return write(conn)
+
+        def wait(delay: float) -> bool:
+            if deadline is not None and time.monotonic() + delay > deadline:
+                return True
+            return self._give_up.wait(delay)
+
+        return with_retries(attempt, description=description, wait=wait)

@@ -1,0 +1,222 @@
+"""A pool's worker slots and the job each one is running, behind one lock.
+
+A running job moves RUNNING -> WRITING (its outcome is being recorded) -> done, or
+RUNNING -> ABANDONED when shutdown or its time limit fails it first; an abandoned job's
+worker must not write anything when its task finally returns. Every transition happens
+here, under the table's lock, so the pool's threads always agree on who owns a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from graphile_py.events import WorkerEvents
+from graphile_py.jobs import Job
+from graphile_py.logs import JobLogger
+
+__all__ = ["ActiveJob", "JobState", "Overdue", "SlotTable", "WorkerSlot"]
+
+logger = logging.getLogger("graphile_py.worker")
+
+
+class JobState(Enum):
+    RUNNING = "running"  # the task is executing
+    WRITING = "writing"  # the worker is recording the outcome
+    ABANDONED = "abandoned"  # shutdown or a time limit failed the job first
+
+
+class ActiveJob:
+    """A job a worker is running, with what is needed to stop it or wait for it."""
+
+    __slots__ = ("abort", "deadline", "job", "state", "timeout", "written")
+
+    def __init__(self, job: Job, timeout: float | None) -> None:
+        self.job = job
+        self.state = JobState.RUNNING
+        self.written = threading.Event()
+        #: Set when the task should stop: shutdown, or its time limit passed.
+        self.abort = threading.Event()
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout if timeout is not None else None
+
+
+class SlotOwner(Protocol):
+    """What a worker thread needs from its pool."""
+
+    events: WorkerEvents
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def next_job(self, slot: WorkerSlot) -> Job | None: ...
+
+    def execute(self, slot: WorkerSlot, job: Job) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
+class WorkerSlot:
+    """One worker thread and its state: nudges, run-once exhaustion, retirement."""
+
+    def __init__(self, owner: SlotOwner, worker_id: str, poll_interval: float) -> None:
+        self.owner = owner
+        self.worker_id = worker_id
+        self.poll_interval = poll_interval
+        self.wake = threading.Event()
+        self.idle = False
+        self.ran_dry = False  # run-once: nothing was ready
+        self.retired = False  # a timed-out task holds this thread; a new slot took over
+        self.failures = 0
+        self.active: ActiveJob | None = None
+        self.thread = threading.Thread(target=self._run, name=worker_id, daemon=True)
+        self.log = JobLogger(logger, {"worker_id": worker_id})
+
+    def _run(self) -> None:
+        owner = self.owner
+        error: BaseException | None = None
+        self.log.debug("Spawned")
+        try:
+            while not (owner.stopping or self.retired or self.ran_dry):
+                job = owner.next_job(self)
+                if job is not None:
+                    owner.execute(self, job)
+        except BaseException as exc:  # a bug in the pool itself: stop it rather than hang
+            error = exc
+            self.log.exception("Worker crashed")
+            owner.fail(exc)
+        finally:
+            owner.events.worker_stop(self.worker_id, error)
+
+    def idle_wait(self) -> None:
+        """Wait for a nudge, at most one poll interval."""
+        self.idle = True
+        try:
+            self.wake.wait(self.poll_interval)
+        finally:
+            self.idle = False
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A job past its time limit plus grace, and the slot that replaced its worker."""
+
+    worker_id: str
+    active: ActiveJob
+    replacement: WorkerSlot
+
+
+class SlotTable:
+    """The pool's current slots; every change to who runs what goes through here."""
+
+    def __init__(self, make_slot: Callable[[], WorkerSlot], count: int) -> None:
+        self._make_slot = make_slot
+        self._lock = threading.Lock()
+        self._slots = [make_slot() for _ in range(count)]
+        self._abort_all = threading.Event()
+
+    def __iter__(self) -> Iterator[WorkerSlot]:
+        with self._lock:
+            return iter(list(self._slots))
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def any_alive(self) -> bool:
+        return any(slot.thread.is_alive() for slot in self)
+
+    def begin(self, slot: WorkerSlot, job: Job, timeout: float | None) -> ActiveJob:
+        """``slot`` starts running ``job``."""
+        active = ActiveJob(job, timeout)
+        with self._lock:
+            if self._abort_all.is_set():
+                active.abort.set()
+            slot.active = active
+        return active
+
+    def task_returned(self, slot: WorkerSlot, active: ActiveJob) -> bool:
+        """The task ended: True if the worker should record the outcome (False: abandoned)."""
+        with self._lock:
+            if active.state is JobState.ABANDONED:
+                if slot.active is active:
+                    slot.active = None
+                return False
+            active.state = JobState.WRITING
+            return True
+
+    def written(self, slot: WorkerSlot, active: ActiveJob) -> None:
+        """The outcome is recorded (or handed to a batch writer)."""
+        with self._lock:
+            if slot.active is active:
+                slot.active = None
+        active.written.set()
+
+    def abort_all(self) -> None:
+        """Set the abort event of every running job, and of jobs started from now on."""
+        with self._lock:
+            self._abort_all.set()
+            for slot in self._slots:
+                if slot.active is not None:
+                    slot.active.abort.set()
+
+    def abandon_running(self) -> list[Job]:
+        """Mark every job whose task is still running as abandoned; return them."""
+        with self._lock:
+            running = [
+                slot.active
+                for slot in self._slots
+                if slot.active is not None and slot.active.state is JobState.RUNNING
+            ]
+            for active in running:
+                active.state = JobState.ABANDONED
+        return [active.job for active in running]
+
+    def wait_for_writes(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` in all) for outcomes being recorded right now."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            writing = [
+                slot.active
+                for slot in self._slots
+                if slot.active is not None and slot.active.state is JobState.WRITING
+            ]
+        for active in writing:
+            active.written.wait(max(0.0, deadline - time.monotonic()))
+
+    def others_busy(self, slot: WorkerSlot) -> bool:
+        """True if a slot other than ``slot`` is running a job."""
+        with self._lock:
+            return any(other.active is not None for other in self._slots if other is not slot)
+
+    def enforce_time_limits(self, grace: float) -> list[Overdue]:
+        """Abort jobs past their limit; replace the workers of those past limit + grace."""
+        now = time.monotonic()
+        overdue: list[Overdue] = []
+        with self._lock:
+            for index, slot in enumerate(self._slots):
+                active = slot.active
+                if active is None or active.deadline is None or now < active.deadline:
+                    continue
+                if active.state is not JobState.RUNNING:
+                    continue
+                if not active.abort.is_set():
+                    slot.log.warning(
+                        "Task %s (%s) passed its time limit of %gs; asking it to stop",
+                        active.job.id,
+                        active.job.task_identifier,
+                        active.timeout,
+                    )
+                    active.abort.set()
+                if now >= active.deadline + grace:
+                    active.state = JobState.ABANDONED
+                    slot.retired = True
+                    slot.active = None
+                    replacement = self._make_slot()
+                    self._slots[index] = replacement
+                    overdue.append(Overdue(slot.worker_id, active, replacement))
+        return overdue
