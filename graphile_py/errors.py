@@ -4,7 +4,8 @@ Catch ``GraphileError`` to catch them all. The tree::
 
     GraphileError                    .sqlstate and .constraint when PostgreSQL said why
     ├── ConfigurationError           a setting, option or argument is wrong
-    │   └── TaskLoadError            "module:attr" could not be imported or is not a task map
+    │   ├── TaskLoadError            "module:attr" could not be imported or is not a task map
+    │   └── CrontabError             a crontab or cron item is invalid (.line, .column)
     ├── JobRejected                  a job was refused, by us before sending it or by the database
     │   ├── PayloadError             the payload is not JSON, or is larger than allowed
     │   └── InvalidJobKeyMode        job_key_mode is not replace/preserve_run_at/unsafe_dedupe
@@ -29,6 +30,7 @@ __all__ = [
     "EXIT_INCOMPATIBLE_SCHEMA",
     "ConfigurationError",
     "ConnectError",
+    "CrontabError",
     "DatabaseError",
     "EmbeddedPostgresError",
     "EmbeddedPostgresUnavailable",
@@ -77,6 +79,23 @@ class ConfigurationError(GraphileError, ValueError):
 
 class TaskLoadError(ConfigurationError):
     """The task map could not be loaded."""
+
+
+class CrontabError(ConfigurationError):
+    """The crontab (or a cron item) is invalid.
+
+    ``line`` and ``column`` (1-based) point at the offending token when the error comes
+    from crontab text; both are None otherwise.
+    """
+
+    def __init__(
+        self, message: str | None = None, *, line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        #: The 1-based line of the crontab text, when known.
+        self.line = line
+        #: The 1-based column where the bad token starts, when known.
+        self.column = column
 
 
 class JobRejected(GraphileError, ValueError):
