@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Unpack
 
@@ -20,10 +21,10 @@ from psycopg_pool import ConnectionPool
 from graphile_py.db import Row, borrow, map_db_errors, statements_for
 from graphile_py.enqueue import DEFAULT_SCHEMA, add_job, add_jobs
 from graphile_py.errors import ConfigurationError
-from graphile_py.jobs import Job, JobOptions, JobSpec
+from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
 from graphile_py.migrate import MigrationReport, migrate
 
-__all__ = ["CLEANUP_TASKS", "CleanupTask", "WorkerUtils"]
+__all__ = ["CLEANUP_TASKS", "CleanupTask", "LockHolder", "WorkerUtils"]
 
 CleanupTask = Literal["GC_TASK_IDENTIFIERS", "GC_JOB_QUEUES", "DELETE_PERMAFAILED_JOBS"]
 CLEANUP_TASKS: tuple[CleanupTask, ...] = (
@@ -31,6 +32,20 @@ CLEANUP_TASKS: tuple[CleanupTask, ...] = (
     "GC_JOB_QUEUES",
     "DELETE_PERMAFAILED_JOBS",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """A worker pool (``locked_by``) holding locks, and how many."""
+
+    pool_id: str
+    jobs: int
+    queues: int
+    oldest_lock: datetime
+
+    def age(self, now: datetime | None = None) -> timedelta:
+        """How long ago the oldest of its locks was taken."""
+        return (now or datetime.now(UTC)) - self.oldest_lock
 
 
 class WorkerUtils:
@@ -48,8 +63,11 @@ class WorkerUtils:
         max_pool_size: int = 4,
         run_migrations: bool = True,
         connect_timeout: float = 30.0,
+        use_node_time: bool = False,
     ) -> None:
         self.schema = schema
+        #: Jobs added without ``run_at`` are due at this machine's time, not the database's.
+        self.use_node_time = use_node_time
         self._statements = statements_for(schema)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             conninfo,
@@ -98,6 +116,8 @@ class WorkerUtils:
         self, identifier: str, payload: object = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Add a job (committed at once); see :func:`graphile_py.add_job`."""
+        if self.use_node_time:
+            options, _ = client_time_defaults(options)
         with self.connection() as conn:
             return add_job(conn, identifier, payload, schema=self.schema, **options)
 
@@ -105,6 +125,8 @@ class WorkerUtils:
         self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False
     ) -> list[Job]:
         """Add several jobs in one round trip; see :func:`graphile_py.add_jobs`."""
+        if self.use_node_time:
+            _, specs = client_time_defaults({}, specs)
         with self.connection() as conn:
             return add_jobs(
                 conn, specs, job_key_preserve_run_at=job_key_preserve_run_at, schema=self.schema
@@ -147,6 +169,15 @@ class WorkerUtils:
         with self.connection() as conn:
             row = self._statements.admin_remove_job(conn, job_key)
             return self._jobs(conn, [row])[0] if row else None
+
+    def lock_holders(self) -> list[LockHolder]:
+        """Every pool that holds job or queue locks, oldest first.
+
+        A pool whose oldest lock is hours old is probably dead (its process crashed or
+        was killed); :meth:`force_unlock_workers` releases its jobs at once.
+        """
+        with self.connection() as conn:
+            return [LockHolder(**row) for row in self._statements.lock_holders(conn)]
 
     def force_unlock_workers(self, pool_ids: Iterable[str]) -> None:
         """Release every job and queue locked by these pools (which must be dead)."""

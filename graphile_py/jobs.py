@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, TypedDict, get_args
 
 from graphile_py.errors import InvalidJobKeyMode, JobRejected, PayloadError
@@ -19,6 +19,7 @@ __all__ = [
     "JsonValue",
     "check_job_key_mode",
     "check_run_at",
+    "client_time_defaults",
     "encode_payload",
 ]
 
@@ -131,6 +132,20 @@ class JobSpec:
     job_key: str | None = None
     priority: int | None = None
     flags: Sequence[str] | None = field(default=None)
+
+
+def client_time_defaults(
+    options: JobOptions, specs: Sequence[JobSpec] = ()
+) -> tuple[JobOptions, list[JobSpec]]:
+    """``options`` and ``specs`` with a missing ``run_at`` set to this machine's clock.
+
+    For ``use_node_time``: the job is due by the client's clock, not the database's.
+    """
+    now = datetime.now(UTC)
+    stamped: JobOptions = {**options}
+    if stamped.get("run_at") is None:
+        stamped["run_at"] = now
+    return stamped, [spec if spec.run_at else replace(spec, run_at=now) for spec in specs]
 
 
 def encode_payload(payload: object, *, max_bytes: int | None = None) -> str:

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     min_reset_locked_interval: float = Field(default=480.0, gt=0)
     max_reset_locked_interval: float = Field(default=600.0, gt=0)
     use_node_time: bool = False
+    local_queue_size: int | None = Field(default=None, ge=1)
+    local_queue_ttl: float = Field(default=300.0, ge=0)
+    complete_job_batch_delay: float | None = Field(default=None, ge=0)
+    fail_job_batch_delay: float | None = Field(default=None, ge=0)
+    task_timeout: float | None = Field(default=None, gt=0)
+    forbidden_flags: list[str] | None = None
     embedded: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -80,6 +86,12 @@ class Settings(BaseSettings):
             min_reset_locked_interval=self.min_reset_locked_interval,
             max_reset_locked_interval=self.max_reset_locked_interval,
             use_node_time=self.use_node_time,
+            local_queue_size=self.local_queue_size,
+            local_queue_ttl=self.local_queue_ttl,
+            complete_job_batch_delay=self.complete_job_batch_delay,
+            fail_job_batch_delay=self.fail_job_batch_delay,
+            task_timeout=self.task_timeout,
+            forbidden_flags=list(self.forbidden_flags) if self.forbidden_flags else None,
         )
 
 

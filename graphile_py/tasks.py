@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 from graphile_py.db import borrow
 from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import TaskLoadError
-from graphile_py.jobs import Job, JobOptions, JobSpec
+from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
 
 __all__ = ["JobHelpers", "TaskFunction", "TaskRegistry", "load_task_map", "validate_task_map"]
 
@@ -183,6 +183,7 @@ class JobHelpers:
         abort_event: threading.Event,
         worker_id: str,
         queue_name_lookup: Callable[[int], str] | None = None,
+        use_node_time: bool = False,
     ) -> None:
         self.job = job
         self.logger = logger
@@ -191,6 +192,7 @@ class JobHelpers:
         self._pool = pool
         self._schema = schema
         self._queue_name_lookup = queue_name_lookup
+        self._use_node_time = use_node_time
 
     @property
     def aborted(self) -> bool:
@@ -216,6 +218,8 @@ class JobHelpers:
         self, identifier: str, payload: object = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Add a job (committed at once, whatever becomes of this one)."""
+        if self._use_node_time:
+            options, _ = client_time_defaults(options)
         with self.connection() as conn:
             return add_job(conn, identifier, payload, schema=self._schema, **options)
 
@@ -223,6 +227,8 @@ class JobHelpers:
         self, specs: Sequence[JobSpec], *, job_key_preserve_run_at: bool = False
     ) -> list[Job]:
         """Add several jobs in one round trip (committed at once)."""
+        if self._use_node_time:
+            _, specs = client_time_defaults({}, specs)
         with self.connection() as conn:
             return add_jobs(
                 conn, specs, job_key_preserve_run_at=job_key_preserve_run_at, schema=self._schema

@@ -344,6 +344,7 @@ class WorkerPool:
             abort_event=active.abort,
             worker_id=slot.worker_id,
             queue_name_lookup=self._queue_name,
+            use_node_time=self.options.use_node_time,
         )
         started = time.perf_counter()
         outcome = run_task(self.tasks[job.task_identifier], job.payload, helpers, self._loop)

@@ -175,6 +175,17 @@ class Statements:
             " where queues.id = failed.job_queue_id and queues.locked_by = %(pool)s::text)"
             " select * from failed"
         )
+        self.lock_holders_sql = c(
+            "select held.locked_by as pool_id,"
+            " count(*) filter (where held.kind = 'job') as jobs,"
+            " count(*) filter (where held.kind = 'queue') as queues,"
+            " min(held.locked_at) as oldest_lock"
+            " from (select locked_by, locked_at, 'job' as kind from {schema}._private_jobs"
+            " where locked_by is not null"
+            " union all select locked_by, locked_at, 'queue' from {schema}._private_job_queues"
+            " where locked_by is not null) as held"
+            " group by held.locked_by order by oldest_lock"
+        )
         self.locked_by_pool_sql = c(
             "select id from {schema}._private_jobs where locked_by = %s::text"
         )
@@ -460,6 +471,12 @@ class Statements:
             cur.execute(
                 self.fail_all_sql, {"ids": list(job_ids), "message": message, "pool": pool_id}
             )
+            return cur.fetchall()
+
+    def lock_holders(self, conn: psycopg.Connection[Any]) -> list[Row]:
+        """Every pool holding job or queue locks: pool_id, jobs, queues, oldest_lock."""
+        with map_db_errors("Listing locks"), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.lock_holders_sql)
             return cur.fetchall()
 
     def jobs_locked_by(self, conn: psycopg.Connection[Any], pool_id: str) -> list[int]:

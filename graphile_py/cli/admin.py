@@ -1,0 +1,204 @@
+"""Commands for operators: add a job, clean up, and unlock jobs held by dead workers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from graphile_py.admin import CLEANUP_TASKS, WorkerUtils
+from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
+from graphile_py.cli.group import main
+from graphile_py.jobs import JOB_KEY_MODES
+from graphile_py.settings import Settings
+
+__all__ = ["add_job_command", "cleanup", "unlock"]
+
+
+@contextmanager
+def _utils(settings: Settings) -> Iterator[WorkerUtils]:
+    with failures(), database(settings) as conninfo:
+        utils = WorkerUtils(
+            conninfo, schema=settings.worker_schema, use_node_time=settings.use_node_time
+        )
+        with utils:
+            yield utils
+
+
+@main.command("add-job")
+@connection_options
+@click.argument("task")
+@click.option("-p", "--payload", default=None, metavar="JSON", help="The payload as JSON.")
+@click.option(
+    "-q", "--queue", "queue_name", default=None, help="A named queue (jobs run one at a time)."
+)
+@click.option(
+    "--run-at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z"]),
+    default=None,
+    help="When the job is due, with a UTC offset (e.g. 2030-01-01T09:00:00+00:00).",
+)
+@click.option("--max-attempts", type=click.IntRange(1, 32767), default=None)
+@click.option("--job-key", default=None, help="Replace a pending job with the same key.")
+@click.option("--job-key-mode", type=click.Choice(JOB_KEY_MODES), default=None)
+@click.option("--priority", type=click.IntRange(-32768, 32767), default=None)
+@click.option("--flag", "flags", multiple=True, help="A flag (repeat for several).")
+@click.pass_context
+def add_job_command(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    task: str,
+    payload: str | None,
+    flags: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Add one job for TASK and print it as JSON."""
+    connection = {key: options.pop(key) for key in ("database_url", "worker_schema", "embedded")}
+    settings = settings_from(ctx, config_file, connection)
+    try:
+        value = json.loads(payload) if payload is not None else None
+    except ValueError as exc:
+        fail(f"--payload is not valid JSON: {exc}")
+    with _utils(settings) as utils, failures():
+        job = utils.add_job(task, value, flags=list(flags) or None, **options)
+    click.echo(
+        json.dumps(
+            {
+                "id": job.id,
+                "task_identifier": job.task_identifier,
+                "queue_name": job.queue_name,
+                "run_at": job.run_at.isoformat() if job.run_at else None,
+                "key": job.key,
+                "revision": job.revision,
+            }
+        )
+    )
+
+
+@main.command()
+@connection_options
+@click.argument("tasks", nargs=-1, required=True, type=click.Choice(CLEANUP_TASKS))
+@click.option(
+    "--keep",
+    "keep",
+    multiple=True,
+    metavar="TASK",
+    help="With GC_TASK_IDENTIFIERS: a task identifier to keep even if no job uses it.",
+)
+@click.pass_context
+def cleanup(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    tasks: tuple[str, ...],
+    keep: tuple[str, ...],
+    **connection: Any,
+) -> None:
+    """Run clean-up TASKS: DELETE_PERMAFAILED_JOBS, GC_JOB_QUEUES, GC_TASK_IDENTIFIERS.
+
+    GC_TASK_IDENTIFIERS is unsafe while workers run (they cache task ids).
+    """
+    settings = settings_from(ctx, config_file, connection)
+    with _utils(settings) as utils, failures():
+        utils.cleanup(tasks, task_identifiers_to_keep=keep)  # type: ignore[arg-type]
+    click.echo(f"Cleaned up: {', '.join(tasks)}")
+
+
+@main.command()
+@connection_options
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    default=None,
+    help="Unlock every pool whose oldest lock is at least this old.",
+)
+@click.option("--pool", "pools", multiple=True, help="Unlock this pool id (repeat for several).")
+@click.option("--yes", is_flag=True, help="Unlock without asking.")
+@click.option("--json", "as_json", is_flag=True, help="Print the lock holders as JSON.")
+@click.pass_context
+def unlock(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    older_than: float | None,
+    pools: tuple[str, ...],
+    yes: bool,
+    as_json: bool,
+    **connection: Any,
+) -> None:
+    """List the worker pools holding locks; unlock those you name (dead ones only!).
+
+    A pool that crashed (SIGKILL, lost machine) leaves its jobs locked until the
+    4-hour stale-lock rule frees them. If you know it is dead, unlock it now with
+    --pool POOL_ID, or every pool whose locks are old with --older-than SECONDS.
+    Unlocking a live pool lets its running jobs run twice.
+    """
+    settings = settings_from(ctx, config_file, connection)
+    with _utils(settings) as utils, failures():
+        holders = utils.lock_holders()
+        now = datetime.now(UTC)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    [
+                        {
+                            "pool_id": h.pool_id,
+                            "jobs": h.jobs,
+                            "queues": h.queues,
+                            "oldest_lock": h.oldest_lock.isoformat(),
+                            "age_seconds": round(h.age(now).total_seconds(), 3),
+                        }
+                        for h in holders
+                    ]
+                )
+            )
+        else:
+            _print_holders(holders, now)
+        chosen = [
+            h.pool_id
+            for h in holders
+            if h.pool_id in pools
+            or (older_than is not None and h.age(now).total_seconds() >= older_than)
+        ]
+        unknown = sorted(set(pools) - {h.pool_id for h in holders})
+        if unknown:
+            click.echo(f"No locks held by: {', '.join(unknown)}", err=True)
+        if not chosen:
+            return
+        if not yes and not click.confirm(
+            f"Unlock the jobs and queues of {', '.join(chosen)}? Only do this if they are dead",
+            err=True,
+        ):
+            fail("nothing unlocked")
+        utils.force_unlock_workers(chosen)
+    click.echo(f"Unlocked: {', '.join(chosen)}", err=as_json)
+
+
+def _print_holders(holders: list[Any], now: datetime) -> None:
+    if not holders:
+        click.echo("No worker pool holds any lock.")
+        return
+    click.echo(f"{'pool':<26} {'jobs':>6} {'queues':>6}  oldest lock")
+    for holder in holders:
+        click.echo(
+            f"{holder.pool_id:<26} {holder.jobs:>6} {holder.queues:>6}  "
+            f"{_age(holder.age(now).total_seconds())} ago"
+        )
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

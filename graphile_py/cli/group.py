@@ -1,0 +1,26 @@
+"""The ``graphile-py`` command: a thin shell over settings, migrate and the runner.
+
+Exit statuses: 0 success; 1 a configuration, task-loading or database error (the
+message says what to change); 2 a malformed command line (click's usage errors); 57 the
+database schema is newer than this worker supports.
+"""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="graphile-py")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="How much to log [env: GRAPHILE_PY_LOG_LEVEL; default: info].",
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None) -> None:
+    """graphile-py: PostgreSQL job queue, compatible with Node graphile-worker 0.18."""
+    ctx.obj = {"log_level": log_level}
