@@ -5,12 +5,15 @@ you have no connection at hand), register tasks on a :class:`TaskRegistry`, and 
 with ``graphile-py worker --tasks module:registry`` or :func:`run_worker`.
 """
 
-from graphile_py.admin import CLEANUP_TASKS, CleanupTask, WorkerUtils
+from graphile_py.admin import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
+from graphile_py.cron import CronScheduler, load_crontab_file
+from graphile_py.crontab import CronItem, cron_item, parse_crontab
 from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
     ConfigurationError,
     ConnectError,
+    CrontabError,
     DatabaseError,
     EmbeddedPostgresError,
     EmbeddedPostgresUnavailable,
@@ -39,6 +42,9 @@ __all__ = [
     "CleanupTask",
     "ConfigurationError",
     "ConnectError",
+    "CronItem",
+    "CronScheduler",
+    "CrontabError",
     "DatabaseError",
     "EmbeddedPostgresError",
     "EmbeddedPostgresUnavailable",
@@ -51,6 +57,7 @@ __all__ = [
     "JobOptions",
     "JobRejected",
     "JobSpec",
+    "LockHolder",
     "LockedJobsBlockMigration",
     "MigrationError",
     "MigrationReport",
@@ -68,9 +75,12 @@ __all__ = [
     "add_job_async",
     "add_jobs",
     "add_jobs_async",
+    "cron_item",
     "latest_known_migration",
+    "load_crontab_file",
     "load_task_map",
     "migrate",
+    "parse_crontab",
     "run_once",
     "run_worker",
 ]

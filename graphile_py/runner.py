@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
 import psycopg
 
+from graphile_py.cron import CronScheduler
+from graphile_py.crontab import CronItem
 from graphile_py.db import map_db_errors
 from graphile_py.migrate import migrate
 from graphile_py.options import WorkerOptions
@@ -36,11 +38,14 @@ def run_worker(
     options: WorkerOptions | None = None,
     once: bool = False,
     handle_signals: bool = True,
+    crontab: Sequence[CronItem] = (),
 ) -> int:
-    """Migrate the schema, then run a worker pool until it is stopped.
+    """Migrate the schema, then run a worker pool (and cron) until it is stopped.
 
-    Returns the exit status: 0, or 57 when another process applied a breaking migration.
-    Raises :class:`graphile_py.IncompatibleSchema` when the schema is already too new.
+    ``crontab`` items are scheduled while the pool runs (not in run-once mode, as with
+    graphile-worker's CLI). Returns the exit status: 0, or 57 when another process
+    applied a breaking migration. Raises :class:`graphile_py.IncompatibleSchema` when the
+    schema is already too new.
     """
     options = options or WorkerOptions()
     with map_db_errors("Connecting to the database"):
@@ -49,7 +54,23 @@ def run_worker(
         migrate(conn, schema=options.schema)
     pool = WorkerPool(tasks, conninfo=conninfo, options=options, once=once)
     with _signals_stop(pool, enabled=handle_signals):
-        return pool.run()
+        pool.start()
+        cron: CronScheduler | None = None
+        try:
+            if crontab and not once:
+                cron = CronScheduler(
+                    crontab,
+                    pool=pool.connection_pool,
+                    schema=options.schema,
+                    events=options.events,
+                )
+                cron.start()
+            pool.wait_for_stop_request()
+        finally:
+            if cron is not None:
+                cron.stop()
+            pool.shutdown()
+        return pool.result()
 
 
 def run_once(
@@ -75,9 +96,11 @@ def _signals_stop(pool: WorkerPool, *, enabled: bool) -> Iterator[None]:
             logger.info(
                 "Received '%s'; attempting graceful shutdown... (send it again to force)", name
             )
+            pool.events.graceful_shutdown(name)
             pool.request_stop(name)
         else:
             logger.error("Received '%s'; attempting forceful shutdown...", name)
+            pool.events.forceful_shutdown(name)
             pool.request_stop(name, force=True)
         received.append(name)
 

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     fail_job_batch_delay: float | None = Field(default=None, ge=0)
     task_timeout: float | None = Field(default=None, gt=0)
     forbidden_flags: list[str] | None = None
+    crontab: str = Field(default="crontab", min_length=1, description="crontab file path")
     embedded: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -121,6 +121,11 @@ class WorkerPool:
         """How often the LISTEN connection was lost and re-established."""
         return self._listener.reconnects if self._listener else 0
 
+    @property
+    def connection_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        """The pool's connections (for companions such as cron); started by :meth:`start`."""
+        return self._require_pool()
+
     def run(self) -> int:
         """Start, run until stopped (or, once, until nothing is ready), shut down."""
         self.start()
@@ -128,6 +133,10 @@ class WorkerPool:
             self.wait_for_stop_request()
         finally:
             self.shutdown()
+        return self.result()
+
+    def result(self) -> int:
+        """After shutdown: the exit status, or the error that stopped the pool, raised."""
         if self._error is not None:
             raise WorkerError(
                 f"the worker pool stopped because of an error: {self._error}"

@@ -17,6 +17,7 @@ from graphile_py.cli.common import (
     settings_from,
 )
 from graphile_py.cli.group import main
+from graphile_py.cron import load_crontab_file
 from graphile_py.db import map_db_errors
 from graphile_py.migrate import migrate as run_migrations
 from graphile_py.runner import run_worker
@@ -109,6 +110,12 @@ def migrate(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> No
     default=None,
     help="Decide which jobs are due by this machine's clock, not the database's.",
 )
+@click.option(
+    "--crontab",
+    metavar="FILE",
+    help="Schedule recurring jobs from this crontab (ignored with --once)"
+    " [default: ./crontab if it exists].",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -130,8 +137,11 @@ def worker(
         )
     with failures():
         tasks = load_task_map(settings.tasks)
+        crontab = [] if once else load_crontab_file(settings.crontab)
         options = settings.worker_options()
         with database(settings) as conninfo:
-            status = run_worker(tasks, conninfo=conninfo, options=options, once=once)
+            status = run_worker(
+                tasks, conninfo=conninfo, options=options, once=once, crontab=crontab
+            )
     if status:
         sys.exit(status)

@@ -152,3 +152,37 @@ def _listening(db: TestDatabase) -> bool:
             " and query ilike 'LISTEN%'"
         ).fetchone()
     return bool(row and row[0])
+
+
+def test_worker_schedules_a_crontab_and_refuses_a_bad_one(db: TestDatabase, tmp_path: Path) -> None:
+    (tmp_path / "cli_tasks.py").write_text(TASKS)
+    (tmp_path / "crontab").write_text(
+        "# every minute, with 5 minutes of backfill\n* * * * * note ?fill=5m {n: 1}\n"
+    )
+    with db.connect() as conn:
+        conn.execute(
+            sql.SQL(
+                "insert into {}._private_known_crontabs (identifier, known_since, last_execution)"
+                " values ('note', now() - interval '1 day', now() - interval '10 minutes')"
+            ).format(sql.Identifier(db.schema))
+        )
+    process = _cli(
+        "worker", "-c", db.dsn, "-s", db.schema, "--tasks", "cli_tasks:registry", cwd=tmp_path
+    )
+    try:
+        log = tmp_path / "ran.log"
+        wait_for(lambda: log.exists() and len(log.read_text().split()) >= 5, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        code, output = _finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0, output
+    assert log.read_text().split()[:5] == ["1"] * 5  # the backfilled minutes ran
+
+    (tmp_path / "crontab").write_text("* * * * note\n")
+    code, output = _finish(
+        _cli("worker", "-c", db.dsn, "-s", db.schema, "--tasks", "cli_tasks:registry", cwd=tmp_path)
+    )
+    assert code == 1
+    assert "line" in output and "crontab" in output and "Traceback" not in output
