@@ -281,7 +281,7 @@ def cron_job_specs(
     backfill entries also carry the item's ``known_since`` and ``last_execution``. The
     payload is the item's payload plus ``"_cron": {"ts": <minute>, "backfilled": ...}``.
     """
-    stamp = iso_minute(ts)
+    stamp = _iso(ts)
     entries: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         job: dict[str, Any] = {
@@ -304,11 +304,6 @@ def cron_job_specs(
             entry["last_execution"] = _iso(last_execution) if last_execution else None
         entries.append(entry)
     return js_json(entries)
-
-
-def iso_minute(ts: datetime) -> str:
-    """``ts`` as JavaScript's ``toISOString()`` writes it: ``2021-01-01T04:00:00.000Z``."""
-    return _iso(ts)
 
 
 def load_crontab_file(path: str | Path) -> list[CronItem]:
@@ -371,6 +366,7 @@ def _ms(ts: datetime) -> datetime:
 
 
 def _iso(ts: datetime) -> str:
+    """``ts`` as JavaScript's ``toISOString()`` writes it: ``2021-01-01T04:00:00.000Z``."""
     u = _ms(ts)
     return (
         f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
