@@ -564,12 +564,11 @@ def _parse_payload(number: int, text: str, source: str, start: int) -> dict[str,
         ) from None
     try:
         value = json5.loads(text)
-    except Exception as exc:  # json5 raises ValueError, and RecursionError when deep
-        message, column = _json5_message(exc, text)
+    except Exception as exc:  # the grammar check passed, yet json5 disagrees
         raise CrontabError(
-            f"Failed to parse JSON5 payload on line {number} of {source}: {message}",
+            f"Failed to parse JSON5 payload on line {number} of {source}: JSON5: {exc}",
             line=number,
-            column=start + column,
+            column=start + 1,
         ) from exc
     if not isinstance(value, dict):  # the command regex only admits "{...}"
         raise CrontabError(
@@ -580,50 +579,6 @@ def _parse_payload(number: int, text: str, source: str, start: int) -> dict[str,
     normalised = _js_value(value)
     assert isinstance(normalised, dict)
     return normalised
-
-
-_JSON5_UNEXPECTED = re.compile(r'<string>:(\d+) Unexpected "(.*)" at column (\d+)', re.DOTALL)
-_JSON5_END = re.compile(r"<string>:(\d+) Unexpected end of input at column (\d+)")
-
-
-def _json5_message(exc: BaseException, text: str) -> tuple[str, int]:
-    """The npm json5 package's wording for a parse error, and the 1-based column."""
-    message = str(exc)
-    unexpected = _JSON5_UNEXPECTED.fullmatch(message)
-    if unexpected:
-        line, char, column = unexpected.groups()
-        return f"JSON5: invalid character '{_json5_char(char)}' at {line}:{column}", int(column)
-    end = _JSON5_END.fullmatch(message)
-    if end:
-        line, column = end.groups()
-        return f"JSON5: invalid end of input at {line}:{column}", int(column)
-    if isinstance(exc, RecursionError):
-        message = "nested too deeply"
-    return f"JSON5: {message}", 1
-
-
-_JSON5_ESCAPES = {
-    "'": "\\'",
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\0": "\\0",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-
-
-def _json5_char(char: str) -> str:
-    if char in _JSON5_ESCAPES:
-        return _JSON5_ESCAPES[char]
-    if len(char) == 1 and ord(char) < 0x20:
-        return f"\\x{ord(char):02x}"
-    return char
 
 
 # -- JavaScript semantics ---------------------------------------------------------------
