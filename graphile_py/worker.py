@@ -150,9 +150,11 @@ class WorkerPool:
         # server's own words, instead of after the pool's 30 s of retrying.
         with map_db_errors("Connecting to the database"):
             psycopg.connect(self._conninfo, **self._connect_kwargs).close()
+        # Start with a couple of connections and let the pool grow on demand: waiting for
+        # max_pool_size connections made every start (and every --once) slow.
         self._pool = ConnectionPool(
             self._conninfo,
-            min_size=min(opts.concurrency, opts.max_pool_size),
+            min_size=min(2, opts.max_pool_size),
             max_size=opts.max_pool_size,
             kwargs={"autocommit": True, **self._connect_kwargs},
             open=False,
@@ -245,7 +247,8 @@ class WorkerPool:
 
     def wait_for_stop_request(self) -> None:
         """Block until a stop is requested (or, once, every worker has run dry)."""
-        while not self._stop_requested.wait(0.2):
+        interval = 0.005 if self.once else 0.2
+        while not self._stop_requested.wait(interval):
             if self.once and not self._slots.any_alive():
                 return
 
