@@ -241,6 +241,7 @@ class WorkerPool:
         if not self._stop_requested.is_set():
             self._stop_reason = reason
             self._stop_requested.set()
+            self.events.stop()
         if force and not self._force_requested.is_set():
             self._force_reason = reason
             self._force_requested.set()
