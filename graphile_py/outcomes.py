@@ -79,16 +79,23 @@ class OutcomeWriter:
             else:
                 self._complete([job])
             return
-        spec = FailureSpec(
-            job,
-            outcome.message or "",
-            outcome.replacement_payload,
-            has_replacement=outcome.replacement_payload is not None,
-        )
+        spec = _failure(job, outcome)
         if self._failures is not None:
             self._failures.add(spec)
         else:
             self._fail([spec])
+
+    def writes_at_once(self, outcome: Outcome) -> bool:
+        """True if :meth:`record` would write this outcome now rather than batch it."""
+        batcher = self._completions if outcome.succeeded else self._failures
+        return batcher is None
+
+    def write(self, conn: psycopg.Connection[Any], job: Job, outcome: Outcome) -> None:
+        """Send the statement recording ``outcome`` on ``conn`` (no retries, no batching)."""
+        if outcome.succeeded:
+            self._statements.complete_jobs(conn, self._pool_id, [job])
+        else:
+            self._statements.fail_jobs(conn, self._pool_id, [_failure(job, outcome)])
 
     def fail_now(self, job: Job, message: str) -> None:
         """Fail one job at once, bypassing any batch (a task past its time limit)."""
@@ -160,3 +167,12 @@ class OutcomeWriter:
             return self._give_up.wait(delay)
 
         return with_retries(attempt, description=description, wait=wait)
+
+
+def _failure(job: Job, outcome: Outcome) -> FailureSpec:
+    return FailureSpec(
+        job,
+        outcome.message or "",
+        outcome.replacement_payload,
+        has_replacement=outcome.replacement_payload is not None,
+    )

@@ -56,7 +56,9 @@ class SlotOwner(Protocol):
 
     def next_job(self, slot: WorkerSlot) -> Job | None: ...
 
-    def execute(self, slot: WorkerSlot, job: Job) -> None: ...
+    def execute(self, slot: WorkerSlot, job: Job) -> Job | None: ...
+
+    def hand_back(self, job: Job) -> None: ...
 
     def fail(self, error: BaseException) -> None: ...
 
@@ -81,11 +83,16 @@ class WorkerSlot:
         owner = self.owner
         error: BaseException | None = None
         self.log.debug("Spawned")
+        job: Job | None = None
         try:
             while not (owner.stopping or self.retired or self.ran_dry):
-                job = owner.next_job(self)
+                if job is None:
+                    job = owner.next_job(self)
                 if job is not None:
-                    owner.execute(self, job)
+                    # Recording an outcome may claim the next job in the same round trip.
+                    job = owner.execute(self, job)
+            if job is not None:
+                owner.hand_back(job)  # claimed, but the pool stopped before it could run
         except BaseException as exc:  # a bug in the pool itself: stop it rather than hang
             error = exc
             self.log.exception("Worker crashed")

@@ -340,8 +340,8 @@ class WorkerPool:
         else:
             slot.ran_dry = True
 
-    def execute(self, slot: WorkerSlot, job: Job) -> None:
-        """Run ``job`` on the current thread and record the outcome."""
+    def execute(self, slot: WorkerSlot, job: Job) -> Job | None:
+        """Run ``job`` on this thread and record the outcome; maybe return the next job."""
         timeout = self._timeouts.get(job.task_identifier, self.options.task_timeout)
         active = self._slots.begin(slot, job, timeout)
         log = JobLogger(
@@ -369,10 +369,11 @@ class WorkerPool:
                 job.id,
                 job.task_identifier,
             )
-            return
+            return None
         self._emit_outcome(slot.worker_id, job, outcome)
+        next_job: Job | None = None
         try:
-            self._outcomes.record(job, outcome)
+            next_job = self._record_and_claim(slot, job, outcome)
         except GraphileError as exc:
             log.error(
                 "Failed to release job %s after %s: %s; it stays locked by %s until"
@@ -386,6 +387,52 @@ class WorkerPool:
         finally:
             self._slots.written(slot, active)
         log_outcome(log, job, outcome, elapsed_ms)
+        return next_job
+
+    def _record_and_claim(self, slot: WorkerSlot, job: Job, outcome: Outcome) -> Job | None:
+        """Record the outcome; when it is written at once, claim the next job with it.
+
+        Both statements go in one pipeline: one round trip instead of two per job. They
+        share an implicit transaction, so if anything fails neither took effect, and the
+        outcome is written again on its own, with retries (completion is by id, so a
+        repeat is harmless).
+        """
+        flags = self._forbidden_flags()
+        if (
+            self.stopping
+            or self._local_queue is not None
+            or not self._outcomes.writes_at_once(outcome)
+        ):
+            self._outcomes.record(job, outcome)
+            return None
+        self.events.worker_get_job_start(slot.worker_id)
+        now = datetime.now(UTC) if self.options.use_node_time else None
+        try:
+            with (
+                self.connection() as conn,
+                map_db_errors("Recording an outcome and claiming the next job"),
+                conn.pipeline(),
+            ):
+                self._outcomes.write(conn, job, outcome)
+                rows = self._statements.claim_jobs(
+                    conn, pool_id=self.id, task_ids=self._task_ids, forbidden_flags=flags, now=now
+                )
+        except GraphileError as exc:
+            logger.debug("Pipelined write failed (%s); writing the outcome on its own", exc)
+            self._outcomes.record(job, outcome)
+            return None
+        if not rows:
+            self.events.worker_get_job_empty(slot.worker_id)
+            return None
+        row = rows[0]
+        return Job.from_row(row, task_identifier=self._identifier_by_task_id[row["task_id"]])
+
+    def hand_back(self, job: Job) -> None:
+        """Return a claimed job that will not be run by this pool (it is stopping)."""
+        try:
+            self._outcomes.hand_back([job.id], within=_FINAL_WRITE_TIMEOUT)
+        except GraphileError as exc:
+            logger.error("Could not hand back job %s: %s", job.id, exc)
 
     def _emit_outcome(self, worker_id: str, job: Job, outcome: Outcome) -> None:
         if outcome.error is None:
