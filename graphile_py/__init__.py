@@ -5,9 +5,9 @@ you have no connection at hand), register tasks on a :class:`TaskRegistry`, and 
 with ``graphile-py worker --tasks module:registry`` or :func:`run_worker`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from graphile_py.admin import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
-from graphile_py.cron import CronScheduler, load_crontab_file
-from graphile_py.crontab import CronItem, cron_item, parse_crontab
 from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
@@ -84,3 +84,28 @@ __all__ = [
     "run_once",
     "run_worker",
 ]
+
+if TYPE_CHECKING:
+    from graphile_py.cron import CronScheduler, load_crontab_file
+    from graphile_py.crontab import CronItem, cron_item, parse_crontab
+
+# Cron (and its JSON5 parser) loads on first use: most processes never need it, and
+# start-up time matters for short-lived commands such as `worker --once`.
+_LAZY = {
+    "CronScheduler": "graphile_py.cron",
+    "load_crontab_file": "graphile_py.cron",
+    "CronItem": "graphile_py.crontab",
+    "cron_item": "graphile_py.crontab",
+    "parse_crontab": "graphile_py.crontab",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'graphile_py' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -8,17 +8,19 @@ are exceptions failed, and only those are retried (graphile-worker's batch jobs)
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import math
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphile_py.jobs import Job
 from graphile_py.logs import JobLogger
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["EventLoopThread", "Outcome", "failure_message", "log_outcome", "run_task"]
 
@@ -52,9 +54,13 @@ class EventLoopThread:
 
     def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coroutine`` on the loop and block this thread until it ends."""
+        import asyncio  # loaded only by pools that run async tasks
+
         return asyncio.run_coroutine_threadsafe(coroutine, self._ensure_loop()).result()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()

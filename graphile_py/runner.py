@@ -13,16 +13,19 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import psycopg
 
-from graphile_py.cron import CronScheduler
-from graphile_py.crontab import CronItem
 from graphile_py.db import map_db_errors
 from graphile_py.migrate import migrate
 from graphile_py.options import WorkerOptions
 from graphile_py.tasks import TaskFunction
 from graphile_py.worker import WorkerPool
+
+if TYPE_CHECKING:
+    from graphile_py.cron import CronScheduler
+    from graphile_py.crontab import CronItem
 
 __all__ = ["run_once", "run_worker"]
 
@@ -58,6 +61,8 @@ def run_worker(
         cron: CronScheduler | None = None
         try:
             if crontab and not once:
+                from graphile_py.cron import CronScheduler
+
                 cron = CronScheduler(
                     crontab,
                     pool=pool.connection_pool,

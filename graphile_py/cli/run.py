@@ -17,7 +17,6 @@ from graphile_py.cli.common import (
     settings_from,
 )
 from graphile_py.cli.group import main
-from graphile_py.cron import load_crontab_file
 from graphile_py.db import map_db_errors
 from graphile_py.migrate import migrate as run_migrations
 from graphile_py.runner import run_worker
@@ -137,7 +136,11 @@ def worker(
         )
     with failures():
         tasks = load_task_map(settings.tasks)
-        crontab = [] if once else load_crontab_file(settings.crontab)
+        crontab = []
+        if not once:
+            from graphile_py.cron import load_crontab_file  # only continuous workers need it
+
+            crontab = load_crontab_file(settings.crontab)
         options = settings.worker_options()
         with database(settings) as conninfo:
             status = run_worker(
