@@ -5,7 +5,7 @@ you have no connection at hand), register tasks on a :class:`TaskRegistry`, and 
 with ``graphile-py worker --tasks module:registry`` or :func:`run_worker`.
 """
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from graphile_py.admin import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
 from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
@@ -85,7 +85,7 @@ __all__ = [
     "run_worker",
 ]
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from graphile_py.cron import CronScheduler, load_crontab_file
     from graphile_py.crontab import CronItem, cron_item, parse_crontab
 
@@ -100,7 +100,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'graphile_py' has no attribute {name!r}")
