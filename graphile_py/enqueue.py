@@ -99,6 +99,8 @@ async def add_job_async(
 
 
 def _added_job(row: Row, identifier: str, options: JobOptions) -> Job:
+    if "task_identifier" in row:  # labelled by the database (an unsafe_dedupe match)
+        return Job.from_row(row)
     return Job.from_row(
         row, task_identifier=identifier, queue_name=options.get("queue_name") or None
     )

@@ -281,14 +281,21 @@ class Statements:
     # -- enqueueing ------------------------------------------------------------------------
 
     def add_job(self, conn: psycopg.Connection[Any], params: Sequence[Any]) -> Row:
-        """Call ``add_job`` with the nine parameters of :func:`add_job_params`."""
+        """Call ``add_job`` with the nine parameters of :func:`add_job_params`.
+
+        When ``unsafe_dedupe`` returns an existing job, its task and queue may not be
+        those of the call, so the row is labelled with its own names from the database.
+        """
         with (
             map_db_errors("Adding a job", adding_jobs=True),
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(self.add_job_sql, params)
             row = cur.fetchone()
-        assert row is not None
+            assert row is not None
+            if _deduplicated(row, params):
+                cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
+                _named([row], cur.fetchone())
         return row
 
     async def add_job_async(self, conn: psycopg.AsyncConnection[Any], params: Sequence[Any]) -> Row:
@@ -297,7 +304,10 @@ class Statements:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(self.add_job_sql, params)
                 row = await cur.fetchone()
-        assert row is not None
+                assert row is not None
+                if _deduplicated(row, params):
+                    await cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
+                    _named([row], await cur.fetchone())
         return row
 
     def add_jobs(
@@ -523,6 +533,11 @@ class Statements:
         with map_db_errors("Looking up queue names"):
             rows = conn.execute(self.queue_names_sql, (list(ids),)).fetchall()
         return {int(queue_id): str(name) for queue_id, name in rows}
+
+
+def _deduplicated(row: Row, params: Sequence[Any]) -> bool:
+    # params[8] is job_key_mode; a revision above 0 means an existing row came back.
+    return params[8] == "unsafe_dedupe" and row["id"] is not None and row["revision"] > 0
 
 
 def _ids_to_name(rows: Sequence[Row]) -> tuple[list[int], list[int]]:
