@@ -78,6 +78,9 @@ class WorkerUtils:
             name="graphile-py-utils",
         )
         with map_db_errors("Connecting to the database"):
+            # One direct connection first: a wrong connection string fails now, with the
+            # server's words, instead of after the pool's connect_timeout of retrying.
+            psycopg.connect(conninfo, connect_timeout=max(1, round(connect_timeout))).close()
             self._pool.open(wait=True, timeout=connect_timeout)
         if run_migrations:
             try:

@@ -124,9 +124,11 @@ def add_jobs(
     """
     if not specs:
         return []
-    specs_json = _add_jobs_json(specs, max_payload_bytes)
+    specs_json, payloads = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    rows = statements_for(schema).add_jobs(connection, specs_json, job_key_preserve_run_at)
+    rows = statements_for(schema).add_jobs(
+        connection, specs_json, payloads, job_key_preserve_run_at
+    )
     return _jobs_for_specs(rows, specs)
 
 
@@ -141,10 +143,10 @@ async def add_jobs_async(
     """:func:`add_jobs` for a ``psycopg.AsyncConnection`` (or async cursor)."""
     if not specs:
         return []
-    specs_json = _add_jobs_json(specs, max_payload_bytes)
+    specs_json, payloads = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
     rows = await statements_for(schema).add_jobs_async(
-        connection, specs_json, job_key_preserve_run_at
+        connection, specs_json, payloads, job_key_preserve_run_at
     )
     return _jobs_for_specs(rows, specs)
 
@@ -180,13 +182,17 @@ def _add_job_params(
     )
 
 
-def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> str:
-    parts = []
+def _add_jobs_json(
+    specs: Sequence[JobSpec], max_payload_bytes: int | None
+) -> tuple[str, list[str]]:
+    """The specs as a JSON array (without payloads) and their payloads as JSON texts."""
+    fields: list[dict[str, Any]] = []
+    payloads: list[str] = []
     for spec in specs:
         if not isinstance(spec, JobSpec):
             raise JobRejected(f"add_jobs takes JobSpec objects, not {type(spec).__name__}")
         _check_spec(spec)
-        fields = json.dumps(
+        fields.append(
             {
                 "identifier": spec.identifier,
                 "queue_name": spec.queue_name or None,
@@ -195,14 +201,10 @@ def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> s
                 "job_key": spec.job_key or None,
                 "priority": spec.priority,
                 "flags": list(spec.flags) if spec.flags is not None else None,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
-        # Splice the payload in as JSON, so that it is stored byte for byte as encoded.
-        payload = encode_payload(spec.payload, max_bytes=max_payload_bytes)
-        parts.append(fields[:-1] + ',"payload":' + payload + "}")
-    return "[" + ",".join(parts) + "]"
+        payloads.append(encode_payload(spec.payload, max_bytes=max_payload_bytes))
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False), payloads
 
 
 def _jobs_for_specs(rows: Sequence[Row], specs: Sequence[JobSpec]) -> list[Job]:
@@ -270,6 +272,15 @@ def _check_spec(spec: JobSpec) -> None:
         isinstance(priority, bool) or not isinstance(priority, int) or priority not in _SMALLINT
     ):
         raise JobRejected(f"priority must be an integer from -32768 to 32767, not {priority!r}")
+    for name, value in (
+        ("identifier", identifier),
+        ("queue_name", queue_name),
+        ("job_key", job_key),
+    ):
+        if isinstance(value, str) and "\x00" in value:
+            raise JobRejected(f"{name} contains a NUL character, which PostgreSQL cannot store")
+    if isinstance(flags, list | tuple) and any(isinstance(f, str) and "\x00" in f for f in flags):
+        raise JobRejected("flags contain a NUL character, which PostgreSQL cannot store")
     if flags is not None and (
         isinstance(flags, str | bytes) or not all(isinstance(flag, str) for flag in flags)  # type: ignore[attr-defined]
     ):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from graphile_py.errors import ConfigurationError
 from graphile_py.events import WorkerEvents
+from graphile_py.sql import check_identifier
 
 __all__ = ["ForbiddenFlags", "WorkerOptions"]
 
@@ -58,6 +59,7 @@ class WorkerOptions:
     task_timeout_grace: float = 1.0
 
     def __post_init__(self) -> None:
+        check_identifier(self.schema)
         if self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, not {self.concurrency}")
         if not (self.poll_interval > 0 and math.isfinite(self.poll_interval)):

@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     complete_job_batch_delay: float | None = Field(default=None, ge=0)
     fail_job_batch_delay: float | None = Field(default=None, ge=0)
     task_timeout: float | None = Field(default=None, gt=0)
+    task_timeout_grace: float = Field(default=1.0, ge=0)
     forbidden_flags: list[str] | None = None
-    crontab: str = Field(default="crontab", min_length=1, description="crontab file path")
+    #: None: ./crontab if it exists. A file named explicitly must exist.
+    crontab: str | None = Field(default=None, min_length=1, description="crontab file path")
     embedded: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -92,6 +94,7 @@ class Settings(BaseSettings):
             complete_job_batch_delay=self.complete_job_batch_delay,
             fail_job_batch_delay=self.fail_job_batch_delay,
             task_timeout=self.task_timeout,
+            task_timeout_grace=self.task_timeout_grace,
             forbidden_flags=list(self.forbidden_flags) if self.forbidden_flags else None,
         )
 

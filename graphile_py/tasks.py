@@ -128,7 +128,7 @@ def validate_task_map(tasks: object, *, source: str = "the task map") -> dict[st
     return checked
 
 
-def load_task_map(spec: str, *, search_path: str | None = None) -> dict[str, TaskFunction]:
+def load_task_map(spec: str, *, search_path: str | None = None) -> Mapping[str, TaskFunction]:
     """Import ``"package.module:attribute"`` and return the task map it names.
 
     The current directory (or ``search_path``) is importable first, as with uvicorn, so
@@ -162,15 +162,17 @@ def load_task_map(spec: str, *, search_path: str | None = None) -> dict[str, Tas
             target = getattr(target, part)
         except AttributeError as exc:
             raise TaskLoadError(f"module {module_name!r} has no attribute {attribute!r}") from exc
-    return validate_task_map(target, source=spec)
+    checked = validate_task_map(target, source=spec)
+    # A registry is returned as it is: it also carries per-task time limits.
+    return target if isinstance(target, TaskRegistry) else checked
 
 
 class JobHelpers:
     """What a running task gets besides its payload.
 
     ``job`` is the claimed job (``attempts`` counts this attempt); ``logger`` logs with
-    the job's identity; ``abort_event`` is set when shutdown forces the job to end, and a
-    long task should check it and stop early.
+    the job's identity; ``abort_event`` is set when this job should stop (its time limit
+    passed, or shutdown is under way), and a long task should check it and stop early.
     """
 
     def __init__(
@@ -196,14 +198,26 @@ class JobHelpers:
 
     @property
     def aborted(self) -> bool:
-        """True once shutdown has asked running tasks to stop."""
+        """True once this job has been asked to stop (time limit or shutdown)."""
         return self.abort_event.is_set()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """Borrow a pooled connection (autocommit; use ``conn.transaction()`` for more)."""
-        with borrow(self._pool) as conn:
-            yield conn
+        """Borrow a pooled connection (autocommit; use ``conn.transaction()`` for more).
+
+        The connection is checked first: one the server closed while it sat in the pool
+        (a restart, an idle timeout) is replaced rather than handed to the task.
+        """
+        for attempt in range(3):
+            with borrow(self._pool) as conn:
+                try:
+                    ConnectionPool.check_connection(conn)
+                except psycopg.OperationalError:
+                    if attempt == 2:
+                        raise
+                    continue  # the pool discards it when it is returned
+                yield conn
+                return
 
     def get_queue_name(self) -> str | None:
         """The name of the job's named queue, or None if it has none."""

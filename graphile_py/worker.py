@@ -444,17 +444,16 @@ class WorkerPool:
         self.events.job_complete(worker_id, job, outcome.error)
 
     def _batch_failed(self, error: BaseException, action: str, count: int) -> None:
+        verb = "complete" if action == "complete_job" else "fail"
         logger.error(
-            "Failed to %s %d job(s) in a batch: %s; they stay locked by %s until"
-            " force_unlock_workers or the stale-lock sweep frees them. Shutting down, since"
-            " the queue is no longer in a consistent state.",
-            action.replace("_", " "),
+            "Could not %s %d job(s) in a batch: %s. Shutting down, since the queue is no"
+            " longer in a consistent state; shutdown fails the jobs this pool still holds.",
+            verb,
             count,
             error,
-            self.id,
         )
         self.events.pool_fatal_error(self, error, action)
-        self.request_stop(f"could not {action.replace('_', ' ')}s")
+        self.fail(error)
 
     # -- time limits ---------------------------------------------------------------------
 

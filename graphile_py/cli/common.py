@@ -110,7 +110,9 @@ def failures() -> Iterator[None]:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_INCOMPATIBLE_SCHEMA)
     except GraphileError as exc:
-        fail(str(exc))
+        line, column = getattr(exc, "line", None), getattr(exc, "column", None)
+        where = f" (line {line}, column {column})" if line and column else ""
+        fail(f"{exc}{where}")
 
 
 def fail(message: str) -> NoReturn:

@@ -110,6 +110,18 @@ def migrate(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> No
     help="Decide which jobs are due by this machine's clock, not the database's.",
 )
 @click.option(
+    "--local-queue-ttl",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Hand back cached jobs not started within this time [default: 300].",
+)
+@click.option(
+    "--graceful-shutdown-abort-timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="On SIGTERM, set running jobs' abort_event after this long [default: 5].",
+)
+@click.option(
     "--crontab",
     metavar="FILE",
     help="Schedule recurring jobs from this crontab (ignored with --once)"
@@ -140,7 +152,9 @@ def worker(
         if not once:
             from graphile_py.cron import load_crontab_file  # only continuous workers need it
 
-            crontab = load_crontab_file(settings.crontab)
+            if settings.crontab is not None and not Path(settings.crontab).is_file():
+                fail(f"crontab file {settings.crontab!r} does not exist")
+            crontab = load_crontab_file(settings.crontab or "crontab")
         options = settings.worker_options()
         with database(settings) as conninfo:
             status = run_worker(

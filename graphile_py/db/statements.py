@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from graphile_py.db.translate import map_db_errors
 from graphile_py.jobs import Job
+from graphile_py.sql import check_identifier
 
 __all__ = [
     "MIGRATION_ROW_INSERTED",
@@ -49,8 +50,15 @@ class FailureSpec:
 
 
 def compose(template: str, schema: str, **parts: sql.Composable) -> bytes:
-    """``template`` with ``{schema}`` as the quoted identifier, as bytes ready to send."""
-    return sql.SQL(template).format(schema=sql.Identifier(schema), **parts).as_bytes(None)
+    """``template`` with ``{schema}`` as the quoted identifier, as bytes ready to send.
+
+    A ``%`` in the schema name is doubled, since psycopg reads ``%`` as the start of a
+    placeholder: every composed statement must therefore be run with a parameter
+    sequence (``()`` when it has none), so that psycopg turns ``%%`` back into ``%``.
+    """
+    check_identifier(schema)
+    identifier = sql.Identifier(schema).as_string(None).replace("%", "%%")
+    return sql.SQL(template).format(schema=sql.SQL(identifier), **parts).as_bytes(None)
 
 
 @cache
@@ -95,10 +103,17 @@ class Statements:
             " priority => %s::int, flags => %s::text[], job_key_mode => %s::text)"
         )
         # A JSON array of specs becomes job_spec[] in the database, as Node sends it.
+        # Payloads travel apart, as text cast to json like add_job's, because
+        # json_populate_recordset turns a json field into text and refuses \u0000.
         self.add_jobs_sql = c(
-            "select * from {schema}.add_jobs("
-            "array(select json_populate_recordset(null::{schema}.job_spec, %s::json)),"
-            " %s::boolean) order by id"
+            "select * from {schema}.add_jobs(array("
+            "select row(spec.identifier, payload.text::json, spec.queue_name, spec.run_at,"
+            " spec.max_attempts, spec.job_key, spec.priority, spec.flags)::{schema}.job_spec"
+            " from json_populate_recordset(null::{schema}.job_spec, %s::json)"
+            " with ordinality as spec(identifier, payload, queue_name, run_at, max_attempts,"
+            " job_key, priority, flags, n)"
+            " join unnest(%s::text[]) with ordinality as payload(text, n) using (n)"
+            " order by n), %s::boolean) order by id"
         )
         # add_jobs returns rows in no promised order, so rows are labelled with their task
         # and queue names from the database rather than matched to specs by position.
@@ -240,7 +255,7 @@ class Statements:
 
         Raises the raw psycopg error: the caller decides whether it means "not installed".
         """
-        row = conn.execute(self.probe_sql).fetchone()
+        row = conn.execute(self.probe_sql, ()).fetchone()
         assert row is not None
         return int(row[0]), row[1], row[2]
 
@@ -249,7 +264,7 @@ class Statements:
     ) -> None:
         """Create the schema and ``migrations`` table if missing; flag the breaking ones."""
         with conn.transaction():
-            conn.execute(self.bootstrap_sql)
+            conn.execute(self.bootstrap_sql, ())
             conn.execute(self.mark_breaking_sql, (list(breaking_numbers),))
 
     def record_and_apply_migration(
@@ -311,25 +326,33 @@ class Statements:
         return row
 
     def add_jobs(
-        self, conn: psycopg.Connection[Any], specs_json: str, preserve_run_at: bool
+        self,
+        conn: psycopg.Connection[Any],
+        specs_json: str,
+        payloads: Sequence[str],
+        preserve_run_at: bool,
     ) -> list[Row]:
         """Call ``add_jobs`` with a JSON array of job specs."""
         with (
             map_db_errors("Adding jobs", adding_jobs=True),
             conn.cursor(row_factory=dict_row) as cur,
         ):
-            cur.execute(self.add_jobs_sql, (specs_json, preserve_run_at))
+            cur.execute(self.add_jobs_sql, (specs_json, list(payloads), preserve_run_at))
             rows = cur.fetchall()
             cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
             return _named(rows, cur.fetchone())
 
     async def add_jobs_async(
-        self, conn: psycopg.AsyncConnection[Any], specs_json: str, preserve_run_at: bool
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        specs_json: str,
+        payloads: Sequence[str],
+        preserve_run_at: bool,
     ) -> list[Row]:
         """:meth:`add_jobs` on an async connection."""
         with map_db_errors("Adding jobs", adding_jobs=True):
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(self.add_jobs_sql, (specs_json, preserve_run_at))
+                await cur.execute(self.add_jobs_sql, (specs_json, list(payloads), preserve_run_at))
                 rows = await cur.fetchall()
                 await cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
                 return _named(rows, await cur.fetchone())
@@ -397,11 +420,11 @@ class Statements:
         """Run the requested clean-up steps in graphile-worker's order."""
         with map_db_errors("Cleaning up"):
             if delete_permafailed_jobs:
-                conn.execute(self.delete_permafailed_sql)
+                conn.execute(self.delete_permafailed_sql, ())
             if gc_task_identifiers:
                 conn.execute(self.gc_task_identifiers_sql, (list(task_identifiers_to_keep),))
             if gc_job_queues:
-                conn.execute(self.gc_job_queues_sql)
+                conn.execute(self.gc_job_queues_sql, ())
 
     # -- claiming ------------------------------------------------------------------------
 
@@ -486,7 +509,7 @@ class Statements:
     def lock_holders(self, conn: psycopg.Connection[Any]) -> list[Row]:
         """Every pool holding job or queue locks: pool_id, jobs, queues, oldest_lock."""
         with map_db_errors("Listing locks"), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.lock_holders_sql)
+            cur.execute(self.lock_holders_sql, ())
             return cur.fetchall()
 
     def jobs_locked_by(self, conn: psycopg.Connection[Any], pool_id: str) -> list[int]:

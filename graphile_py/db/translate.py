@@ -28,10 +28,18 @@ def borrow(pool: ConnectionPool[psycopg.Connection[Any]]) -> Iterator[psycopg.Co
     """Check a connection out of ``pool`` for the block, translating pool timeouts."""
     with map_db_errors("Getting a database connection"):
         conn = pool.getconn()
+    lost = False
     try:
         yield conn
+    except (ConnectError, psycopg.OperationalError):
+        lost = conn.broken or conn.closed
+        raise
     finally:
-        pool.putconn(conn)
+        pool.putconn(conn)  # a broken connection is discarded here
+        if lost:
+            # The server probably closed every connection (a restart, a failover): test
+            # the idle ones now, rather than let each caller fail on one in turn.
+            pool.check()
 
 
 @contextmanager

@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-__all__ = ["Migration", "load_migrations", "quote_identifier", "render_schema"]
+from graphile_py.errors import ConfigurationError
+
+__all__ = [
+    "MAX_IDENTIFIER_BYTES",
+    "Migration",
+    "check_identifier",
+    "load_migrations",
+    "quote_identifier",
+    "render_schema",
+]
+
+#: PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), which would silently make
+#: two different schema names the same schema.
+MAX_IDENTIFIER_BYTES = 63
 
 _PLACEHOLDER = re.compile(r":GRAPHILE_WORKER_SCHEMA\b")
 _FILE_NAME = re.compile(r"^(\d{6})\.sql$")
@@ -38,12 +51,23 @@ class Migration:
         return render_schema(self.text, schema)
 
 
+def check_identifier(name: str) -> None:
+    """Refuse a schema name PostgreSQL would reject or silently truncate."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"the schema name must be a non-empty string, not {name!r}")
+    if "\x00" in name:
+        raise ConfigurationError("the schema name must not contain a NUL character")
+    size = len(name.encode("utf-8"))
+    if size > MAX_IDENTIFIER_BYTES:
+        raise ConfigurationError(
+            f"the schema name {name[:20]!r}... is {size} bytes long; PostgreSQL allows at most"
+            f" {MAX_IDENTIFIER_BYTES} and would silently truncate it"
+        )
+
+
 def quote_identifier(name: str) -> str:
     """Quote ``name`` as a PostgreSQL identifier (double quotes, embedded ones doubled)."""
-    if not name:
-        raise ValueError("an identifier must not be empty")
-    if "\x00" in name:
-        raise ValueError("an identifier must not contain a NUL character")
+    check_identifier(name)
     return '"' + name.replace('"', '""') + '"'
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg import sql
 
-from graphile_py import WorkerEvents, add_job
+from graphile_py import WorkerError, WorkerEvents, add_job
 from tests.support import TestDatabase
 from tests.support.workers import make_pool, running_pool, wait_for
 
@@ -175,11 +175,20 @@ def test_write_failure_events(db: TestDatabase) -> None:
     batched = Recorder()
     _add(db, "ok")
     pool = make_pool(db, {"ok": lambda p, h: None}, events=batched, complete_job_batch_delay=0.0)
-    thread = threading.Thread(target=pool.run)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pool.run()
+        except WorkerError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
     thread.start()
     wait_for(lambda: "pool_fatal_error" in batched.names(), timeout=30)
     thread.join(30)
-    assert not thread.is_alive()  # a failed batch write stops the pool
+    assert not thread.is_alive()  # a failed batch write stops the pool...
+    assert errors and "no deletes" in str(errors[0])  # ...as an error, not a clean exit
     assert batched.args("pool_fatal_error")[0][2] == "complete_job"
     time.sleep(0)
 

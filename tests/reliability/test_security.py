@@ -276,11 +276,6 @@ def test_injection_attempts_through_the_schema_name(
     _assert_untouched(target, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a schema name with % breaks every statement that has parameters: psycopg"
-    " takes the % inside the quoted identifier for a placeholder",
-)
 @pytest.mark.parametrize("schema", ["gw%s", "gw%%", "gw%(pool)s"])
 def test_a_schema_name_with_a_percent_sign_works(
     make_db: Callable[..., TestDatabase], schema: str
@@ -323,12 +318,6 @@ def test_a_nul_in_a_string_option_is_refused_cleanly(db: TestDatabase, option: s
     assert jobs_rows(db) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a NUL in identifier/queue_name/job_key/flags is not checked before"
-    " sending: add_job raises DatabaseError ('PostgreSQL text fields cannot contain NUL'),"
-    " not JobRejected, and add_jobs sends it, which aborts the caller's transaction",
-)
 @pytest.mark.parametrize("option", list(NUL_OPTIONS))
 def test_a_nul_in_a_string_option_is_a_rejected_job(db: TestDatabase, option: str) -> None:
     arguments: dict[str, Any] = {"identifier": "t"} | NUL_OPTIONS[option]

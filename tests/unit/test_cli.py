@@ -78,3 +78,21 @@ def test_bad_task_spec(runner: CliRunner) -> None:
 def test_bad_flag_values_are_usage_errors(runner: CliRunner) -> None:
     result = runner.invoke(main, ["worker", "--jobs", "0"])
     assert result.exit_code == 2 and "--jobs" in result.output
+
+
+def test_a_named_crontab_that_does_not_exist_is_an_error(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "gpy_cli_tasks2.py").write_text("registry = {'t': lambda p, h: None}\n")
+    result = runner.invoke(
+        main,
+        [
+            "worker",
+            "-c",
+            "postgresql://x/y",
+            "--tasks",
+            "gpy_cli_tasks2:registry",
+            "--crontab",
+            "no-such-crontab",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "crontab file 'no-such-crontab' does not exist" in result.output

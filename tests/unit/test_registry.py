@@ -76,3 +76,15 @@ def test_load_errors_name_the_problem(task_dir: Path, source: str, spec: str, me
         (task_dir / f"{module}.py").write_text(source)
     with pytest.raises(TaskLoadError, match=message):
         load_task_map(spec)
+
+
+def test_loading_a_registry_keeps_its_time_limits(task_dir: Path) -> None:
+    (task_dir / "gpy_tasks_limits.py").write_text(
+        "from graphile_py import TaskRegistry\n"
+        "registry = TaskRegistry()\n"
+        "@registry.task(timeout=2.5)\n"
+        "def slow(payload, helpers):\n    return None\n"
+    )
+    loaded = load_task_map("gpy_tasks_limits:registry")
+    assert isinstance(loaded, TaskRegistry)
+    assert loaded.timeouts == {"slow": 2.5}
