@@ -13,6 +13,7 @@ transaction untouched.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Unpack
 
@@ -124,10 +125,10 @@ def add_jobs(
     """
     if not specs:
         return []
-    specs_json, payloads = _add_jobs_json(specs, max_payload_bytes)
+    specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
     rows = statements_for(schema).add_jobs(
-        connection, specs_json, payloads, job_key_preserve_run_at
+        connection, specs_json, payloads_json, job_key_preserve_run_at
     )
     return _jobs_for_specs(rows, specs)
 
@@ -143,10 +144,10 @@ async def add_jobs_async(
     """:func:`add_jobs` for a ``psycopg.AsyncConnection`` (or async cursor)."""
     if not specs:
         return []
-    specs_json, payloads = _add_jobs_json(specs, max_payload_bytes)
+    specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
     rows = await statements_for(schema).add_jobs_async(
-        connection, specs_json, payloads, job_key_preserve_run_at
+        connection, specs_json, payloads_json, job_key_preserve_run_at
     )
     return _jobs_for_specs(rows, specs)
 
@@ -182,10 +183,8 @@ def _add_job_params(
     )
 
 
-def _add_jobs_json(
-    specs: Sequence[JobSpec], max_payload_bytes: int | None
-) -> tuple[str, list[str]]:
-    """The specs as a JSON array (without payloads) and their payloads as JSON texts."""
+def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> tuple[str, str]:
+    """The specs as a JSON array (without payloads), and their payloads as another."""
     fields: list[dict[str, Any]] = []
     payloads: list[str] = []
     for spec in specs:
@@ -204,7 +203,8 @@ def _add_jobs_json(
             }
         )
         payloads.append(encode_payload(spec.payload, max_bytes=max_payload_bytes))
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False), payloads
+    specs_json = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return specs_json, "[" + ",".join(payloads) + "]"
 
 
 def _jobs_for_specs(rows: Sequence[Row], specs: Sequence[JobSpec]) -> list[Job]:
@@ -215,15 +215,20 @@ def _jobs_for_specs(rows: Sequence[Row], specs: Sequence[JobSpec]) -> list[Job]:
     """
     if any(row["id"] is None for row in rows):
         raise _key_race_error(next((spec.job_key for spec in specs if spec.job_key), None))
-    unused = list(rows)
+    # Rows grouped by what a spec can be matched on, each group in id order: linear time
+    # for large batches (a scan per spec was quadratic).
+    groups: dict[tuple[Any, Any, Any], deque[Row]] = {}
+    for row in rows:
+        groups.setdefault((row["task_identifier"], row["queue_name"], row["key"]), deque()).append(
+            row
+        )
     ordered: list[Row] = []
     for spec in specs:
-        wanted = (spec.identifier, spec.queue_name or None, spec.job_key or None)
-        for index, row in enumerate(unused):
-            if (row["task_identifier"], row["queue_name"], row["key"]) == wanted:
-                ordered.append(unused.pop(index))
-                break
-    return [Job.from_row(row) for row in ordered + unused]
+        group = groups.get((spec.identifier, spec.queue_name or None, spec.job_key or None))
+        if group:
+            ordered.append(group.popleft())
+    leftovers = [row for group in groups.values() for row in group]
+    return [Job.from_row(row) for row in ordered + leftovers]
 
 
 def _check_spec(spec: JobSpec) -> None:

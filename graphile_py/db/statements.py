@@ -103,16 +103,16 @@ class Statements:
             " priority => %s::int, flags => %s::text[], job_key_mode => %s::text)"
         )
         # A JSON array of specs becomes job_spec[] in the database, as Node sends it.
-        # Payloads travel apart, as text cast to json like add_job's, because
-        # json_populate_recordset turns a json field into text and refuses \u0000.
+        # Payloads travel apart, as one JSON array whose elements are taken verbatim,
+        # because json_populate_recordset turns a json field into text and refuses \u0000.
         self.add_jobs_sql = c(
             "select * from {schema}.add_jobs(array("
-            "select row(spec.identifier, payload.text::json, spec.queue_name, spec.run_at,"
+            "select row(spec.identifier, payload.text, spec.queue_name, spec.run_at,"
             " spec.max_attempts, spec.job_key, spec.priority, spec.flags)::{schema}.job_spec"
             " from json_populate_recordset(null::{schema}.job_spec, %s::json)"
             " with ordinality as spec(identifier, payload, queue_name, run_at, max_attempts,"
             " job_key, priority, flags, n)"
-            " join unnest(%s::text[]) with ordinality as payload(text, n) using (n)"
+            " join json_array_elements(%s::json) with ordinality as payload(text, n) using (n)"
             " order by n), %s::boolean) order by id"
         )
         # add_jobs returns rows in no promised order, so rows are labelled with their task
@@ -329,7 +329,7 @@ class Statements:
         self,
         conn: psycopg.Connection[Any],
         specs_json: str,
-        payloads: Sequence[str],
+        payloads_json: str,
         preserve_run_at: bool,
     ) -> list[Row]:
         """Call ``add_jobs`` with a JSON array of job specs."""
@@ -337,7 +337,7 @@ class Statements:
             map_db_errors("Adding jobs", adding_jobs=True),
             conn.cursor(row_factory=dict_row) as cur,
         ):
-            cur.execute(self.add_jobs_sql, (specs_json, list(payloads), preserve_run_at))
+            cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
             rows = cur.fetchall()
             cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
             return _named(rows, cur.fetchone())
@@ -346,13 +346,13 @@ class Statements:
         self,
         conn: psycopg.AsyncConnection[Any],
         specs_json: str,
-        payloads: Sequence[str],
+        payloads_json: str,
         preserve_run_at: bool,
     ) -> list[Row]:
         """:meth:`add_jobs` on an async connection."""
         with map_db_errors("Adding jobs", adding_jobs=True):
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(self.add_jobs_sql, (specs_json, list(payloads), preserve_run_at))
+                await cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
                 rows = await cur.fetchall()
                 await cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
                 return _named(rows, await cur.fetchone())

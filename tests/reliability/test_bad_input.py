@@ -125,7 +125,7 @@ def test_add_jobs_refused_by_the_database_adds_nothing(db: TestDatabase) -> None
         good = '{"identifier":"good","queue_name":"good-q"}'
         for bad in ('{"identifier":"bad","max_attempts":0}', '{"identifier":"' + "x" * 129 + '"}'):
             with pytest.raises(JobRejected) as raised:
-                statements.add_jobs(conn, f"[{good},{bad}]", ["{}", "{}"], False)
+                statements.add_jobs(conn, f"[{good},{bad}]", "[{},{}]", False)
             assert raised.value.sqlstate == "23514"
     assert _counts(db) == (0, 0, 0)
 
