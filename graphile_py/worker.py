@@ -395,11 +395,14 @@ class WorkerPool:
         Both statements go in one pipeline: one round trip instead of two per job. They
         share an implicit transaction, so if anything fails neither took effect, and the
         outcome is written again on its own, with retries (completion is by id, so a
-        repeat is harmless).
+        repeat is harmless). Not for a job of a named queue: releasing the queue and
+        claiming again in one transaction would never let another pool (Node or Python)
+        see the queue free, and this worker would keep it to itself.
         """
         flags = self._forbidden_flags()
         if (
             self.stopping
+            or job.job_queue_id is not None
             or self._local_queue is not None
             or not self._outcomes.writes_at_once(outcome)
         ):
