@@ -463,26 +463,3 @@ def test_shutdown_releases_a_job_claimed_but_never_started(db: TestDatabase) -> 
     assert rows[held]["last_error"] == "Forced worker shutdown due to SIGINT"
     assert "before the job's outcome was recorded" in rows[untracked]["last_error"]
     assert all(row["locked_by"] is None for row in rows.values())
-
-
-def test_pools_sharing_a_named_queue_take_turns(db: TestDatabase) -> None:
-    # A worker must release a named queue between jobs so that other pools (Node or
-    # Python) can claim it, rather than re-lock it in the same transaction.
-    ran_by: list[str] = []
-    lock = threading.Lock()
-
-    def work(payload: object, helpers: object) -> None:
-        time.sleep(0.01)
-        with lock:
-            ran_by.append(helpers.job.locked_by)  # type: ignore[attr-defined]
-
-    with (
-        running_pool(db, {"work": work}, poll_interval=0.05),
-        running_pool(db, {"work": work}, poll_interval=0.05),
-    ):
-        with db.connect() as conn:
-            add_jobs(
-                conn, [JobSpec("work", n, queue_name="shared") for n in range(60)], schema=db.schema
-            )
-        wait_for(lambda: len(ran_by) == 60, timeout=60)
-    assert len(set(ran_by)) == 2, f"one pool kept the queue: {set(ran_by)}"
