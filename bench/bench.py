@@ -815,7 +815,7 @@ class Bench:
             explain(
                 conn,
                 task_id(conn, "noop"),
-                f"{n:,} ready jobs, never analysed (the drain runs without waiting jobs)",
+                f"{n:,} ready jobs, never analysed",
             )
         with self.db.scenario(waiting) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
             insert_jobs(conn, n)
@@ -1254,8 +1254,8 @@ def run_scale(bench: Bench, args: argparse.Namespace) -> str:
         "",
         "Drain rate in jobs/s (median of runs); Np = N worker processes, concurrency"
         f" {args.concurrency} each, default settings. Each job ran exactly once in all"
-        f" {checked} drain runs (checked). With waiting jobs, the N ready ones are added"
-        " and the table analysed in one transaction (see the plans below).",
+        f" {checked} drain runs (checked). The N ready jobs are added and the table"
+        " analysed in one transaction (see the plans below).",
         "",
     ]
     lines.append(
@@ -1292,9 +1292,34 @@ def run_scale(bench: Bench, args: argparse.Namespace) -> str:
             "Full plans: bench/results/claim-plans.txt.",
         ]
     table = "\n".join(lines)
-    plot_scale(sizes, processes, results, latencies, DOCS / "performance-scale.png")
+    data = {
+        "sizes": sizes,
+        "processes": list(processes),
+        "drain": [[rt, n, w, p, rates] for (rt, n, w, p), rates in results.items()],
+        "latency": [[rt, size, runs] for (rt, size), runs in latencies.items()],
+    }
+    (RESULTS / "scale.json").write_text(json.dumps(data, indent=1) + "\n")
+    replot(RESULTS / "scale.json")
     (RESULTS / "claim-plans.txt").write_text("\n\n".join(plans) + "\n")
     return table
+
+
+def short(count: int) -> str:
+    """2000 -> 2k, 1000000 -> 1M (for axis labels)."""
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:g}M"
+    if count >= 1000:
+        return f"{count / 1000:g}k"
+    return str(count)
+
+
+def replot(path: Path) -> None:
+    """Draw docs/performance-scale.png from the figures run_scale saved."""
+    data = json.loads(path.read_text())
+    sizes = [(int(n), int(w)) for n, w in data["sizes"]]
+    results = {(rt, n, w, p): rates for rt, n, w, p, rates in data["drain"]}
+    latencies = {(rt, size): runs for rt, size, runs in data["latency"]}
+    plot_scale(sizes, data["processes"], results, latencies, DOCS / "performance-scale.png")
 
 
 def plot_scale(
@@ -1309,7 +1334,7 @@ def plot_scale(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{n // 1000:,}k" + (f"\n+{w // 1_000_000}M waiting" if w else "") for n, w in sizes]
+    labels = [short(n) + (f"\n+{short(w)} waiting" if w else "") for n, w in sizes]
     xs = list(range(len(sizes)))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=90)
     colors = {"py": "tab:blue", "node": "tab:green"}
@@ -1331,18 +1356,16 @@ def plot_scale(
     ax1.set_title("Drain rate (no-op jobs, concurrency 24 per process)")
     ax1.set_ylabel("jobs/s")
     ax1.set_xlabel("jobs drained")
+    ax1.set_ylim(bottom=0)
     ax2.set_title("Latency add_job → task start, idle worker")
-    ax2.set_ylabel("ms")
+    ax2.set_ylabel("ms (log scale)")
+    ax2.set_yscale("log")
     ax2.set_xlabel("jobs waiting in the table")
     for ax in (ax1, ax2):
         ax.set_xticks(xs, labels)
-        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    lat_labels = [
-        f"{(w or n) // 1000:,}k" if (w or n) < 1_000_000 else f"{(w or n) // 1_000_000}M"
-        for n, w in sizes
-    ]
+    lat_labels = [short(w or n) for n, w in sizes]
     ax2.set_xticks(xs, lat_labels)
     fig.tight_layout()
     fig.savefig(path)
@@ -1444,6 +1467,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         or "postgresql://postgres@127.0.0.1:5432/postgres",
         help="a role that may create databases [env: BENCH_DATABASE_URL]",
     )
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw docs/performance-scale.png from bench/results/scale.json",
+    )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
         "--output",
@@ -1465,6 +1493,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        replot(RESULTS / "scale.json")
+        return 0
     started = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
     bench = Bench(args)
