@@ -69,6 +69,11 @@ class Listener:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """False once the thread has ended (after :meth:`stop`, or a bug); True before start."""
+        return self._thread.ident is None or self._thread.is_alive()
+
     def wait_connected(self, timeout: float) -> bool:
         """Block until the first LISTEN succeeded (True) or ``timeout`` passed (False)."""
         return self._connected.wait(timeout)

@@ -126,6 +126,33 @@ class WorkerPool:
         """The pool's connections (for companions such as cron); started by :meth:`start`."""
         return self._require_pool()
 
+    # -- for health probes and metrics (graphile_py.health) ------------------------------
+
+    @property
+    def conninfo(self) -> str:
+        """The connection string the pool was given (probes open their own connections)."""
+        return self._conninfo
+
+    @property
+    def started(self) -> bool:
+        """True once :meth:`start` has opened the pool's connections."""
+        return self._pool is not None
+
+    def dead_threads(self) -> list[str]:
+        """Names of the threads a running pool needs that have died (empty when healthy).
+
+        Always empty in run-once mode (workers end when nothing is ready) and once the
+        pool is stopping; threads not started yet are not counted as dead.
+        """
+        if self._pool is None or self.once or self.stopping:
+            return []
+        threads = [slot.thread for slot in self._slots if not slot.retired]
+        threads += self._background
+        dead = [t.name for t in threads if t.ident is not None and not t.is_alive()]
+        if self._listener is not None and not self._listener.alive:
+            dead.append("listener")
+        return dead
+
     def run(self) -> int:
         """Start, run until stopped (or, once, until nothing is ready), shut down."""
         self.start()
