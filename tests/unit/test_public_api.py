@@ -38,3 +38,21 @@ def test_package_ships_py_typed_and_migrations() -> None:
     assert sorted(p.name for p in (root / "sql").glob("*.sql")) == [
         f"{n:06d}.sql" for n in range(1, 21)
     ]
+
+
+def test_inspection_names_are_exported() -> None:
+    from graphile_py import inspection
+
+    for name in (
+        "CronStatus",
+        "Inspector",
+        "JobFilter",
+        "JobRecord",
+        "JobState",
+        "QueueStatus",
+        "QueueStatusReport",
+        "StateCounts",
+        "TaskStatus",
+    ):
+        assert name in graphile_py.__all__
+        assert getattr(graphile_py, name) is getattr(inspection, name)
