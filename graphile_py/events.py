@@ -25,7 +25,7 @@ from graphile_py.jobs import Job
 if TYPE_CHECKING:
     from graphile_py.worker import WorkerPool
 
-__all__ = ["WorkerEvents", "guarded"]
+__all__ = ["CombinedEvents", "WorkerEvents", "combine_events", "guarded"]
 
 logger = logging.getLogger("graphile_py.events")
 
@@ -154,6 +154,54 @@ class WorkerEvents:
 
     def stop(self) -> None:
         """The runner was asked to stop."""
+
+
+class CombinedEvents(WorkerEvents):
+    """Several :class:`WorkerEvents` as one: every hook is called on each, in order.
+
+    A hook that raises is logged and skipped; the others still receive the event (the
+    metrics exporter and your own hooks both see every job).
+    """
+
+    def __init__(self, *events: WorkerEvents) -> None:
+        self.events = tuple(events)
+
+    def _fan_out(self, name: str, args: tuple[Any, ...]) -> None:
+        for events in self.events:
+            try:
+                getattr(events, name)(*args)
+            except Exception:
+                logger.exception("Event hook %s.%s raised; ignored", type(events).__name__, name)
+
+
+def _fan_out_hook(name: str) -> Callable[..., None]:
+    def hook(self: CombinedEvents, *args: Any) -> None:
+        self._fan_out(name, args)
+
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = getattr(WorkerEvents, name).__doc__
+    return hook
+
+
+_HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name, value in vars(WorkerEvents).items() if callable(value) and name[0] != "_"
+)
+for _name in _HOOK_NAMES:
+    setattr(CombinedEvents, _name, _fan_out_hook(_name))
+del _name
+
+
+def combine_events(*events: WorkerEvents | None) -> WorkerEvents | None:
+    """One :class:`WorkerEvents` that calls each given one (``None`` entries are skipped).
+
+    Returns None for none, the instance itself for one, else a :class:`CombinedEvents`.
+    """
+    given = [e for e in events if e is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return given[0]
+    return CombinedEvents(*given)
 
 
 def guarded(events: WorkerEvents | None) -> WorkerEvents:

@@ -128,8 +128,15 @@ def failure_message(error: BaseException) -> str:
 
 
 def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -> None:
-    """Log a finished job the way operators read it: duration, attempt, what happens next."""
+    """Log a finished job the way operators read it: duration, attempt, what happens next.
+
+    Each line carries ``job_id``, ``task``, ``queue``, ``attempt``, ``max_attempts`` and
+    ``duration_ms`` as record attributes (and ``error`` on failure), for structured logs;
+    nothing is built when the level is disabled.
+    """
     if outcome.succeeded:
+        if not log.isEnabledFor(logging.INFO):
+            return
         attempt = f", attempt {job.attempts} of {job.max_attempts}" if job.attempts > 1 else ""
         log.info(
             "Completed task %s (%s, %.2fms%s) with success",
@@ -137,13 +144,18 @@ def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -
             job.task_identifier,
             elapsed_ms,
             attempt,
+            extra=_job_fields(job, elapsed_ms),
         )
+        return
+    if not log.isEnabledFor(logging.ERROR):
         return
     if job.attempts >= job.max_attempts:
         fate = "no attempts left; the job has failed permanently"
     else:
         backoff = math.exp(min(job.attempts, 10))
         fate = f"will retry in {backoff:.2f}s (attempt {job.attempts + 1} of {job.max_attempts})"
+    extra = _job_fields(job, elapsed_ms)
+    extra["error"] = outcome.message
     log.error(
         "Failed task %s (%s, %.2fms, attempt %d of %d) with error %r; %s",
         job.id,
@@ -154,4 +166,16 @@ def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -
         outcome.message,
         fate,
         exc_info=outcome.error,
+        extra=extra,
     )
+
+
+def _job_fields(job: Job, elapsed_ms: float) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "task": job.task_identifier,
+        "queue": job.queue_name,
+        "attempt": job.attempts,
+        "max_attempts": job.max_attempts,
+        "duration_ms": round(elapsed_ms, 3),
+    }

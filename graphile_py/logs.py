@@ -1,20 +1,36 @@
-"""Log records that carry the job's identity, and the CLI's log format.
+"""Log records that carry the job's identity, and the CLI's log formats.
 
 The library only logs through :mod:`logging` (loggers named ``graphile_py.*``) and
-attaches ``worker_id``, ``job_id``, ``task`` and ``queue`` as record attributes; how they
-are shown is the application's choice. :func:`configure_logging` is what the CLI uses.
+attaches ``worker_id``, ``job_id``, ``task`` and ``queue`` as record attributes (job
+lines also ``attempt``, ``max_attempts``, ``duration_ms`` and ``error``); how they are
+shown is the application's choice. :func:`configure_logging` is what the CLI uses: a
+readable line (``text``) or one JSON object per line (``json``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-__all__ = ["JobLogger", "configure_logging"]
+__all__ = ["CONTEXT_FIELDS", "JobLogger", "JsonFormatter", "LogFormat", "configure_logging"]
 
-_CONTEXT_FIELDS = ("worker_id", "task", "job_id")
+LogFormat = Literal["text", "json"]
+
+#: Record attributes that JSON lines carry when a record has them, in this order.
+CONTEXT_FIELDS = (
+    "worker_id",
+    "job_id",
+    "task",
+    "queue",
+    "attempt",
+    "max_attempts",
+    "duration_ms",
+    "error",
+)
 
 
 class JobLogger(logging.LoggerAdapter[logging.Logger]):
@@ -45,10 +61,52 @@ class _ContextFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send graphile-py's logs to stderr in a readable one-line format."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``ts``, ``level``, ``logger``, ``message``, context.
+
+    Context fields (:data:`CONTEXT_FIELDS`) appear only when the record has them; an
+    exception's traceback goes in ``traceback``. Never raises for odd values: whatever
+    JSON cannot encode is written as its ``str()``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["traceback"] = self.formatException(record.exc_info)
+            if "error" not in line and record.exc_info[1] is not None:
+                line["error"] = str(record.exc_info[1]) or record.exc_info[0].__name__
+        elif record.exc_text:
+            line["traceback"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: int = logging.INFO, log_format: LogFormat = "text") -> None:
+    """Send graphile-py's logs to stderr, as readable lines or as JSON lines.
+
+    With ``json``, other libraries' warnings (psycopg's pool, for one) go through the
+    same handler, so that every line on stderr is JSON.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_ContextFormatter("%(asctime)s [%(scope)s] %(levelname)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        other = logging.getLogger()
+        other.handlers[:] = [handler]
+        other.setLevel(max(level, logging.WARNING))
+    else:
+        handler.setFormatter(
+            _ContextFormatter("%(asctime)s [%(scope)s] %(levelname)s: %(message)s")
+        )
     root = logging.getLogger("graphile_py")
     root.handlers[:] = [handler]
     root.setLevel(level)

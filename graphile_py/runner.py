@@ -7,6 +7,7 @@ handlers are installed only on the main thread and restored afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from graphile_py.db import map_db_errors
+from graphile_py.events import combine_events
 from graphile_py.migrate import migrate
 from graphile_py.options import WorkerOptions
 from graphile_py.tasks import TaskFunction
@@ -26,6 +28,8 @@ from graphile_py.worker import WorkerPool
 if TYPE_CHECKING:
     from graphile_py.cron import CronScheduler
     from graphile_py.crontab import CronItem
+    from graphile_py.health import MetricsServer
+    from graphile_py.metrics import WorkerMetrics
 
 __all__ = ["run_once", "run_worker"]
 
@@ -42,40 +46,68 @@ def run_worker(
     once: bool = False,
     handle_signals: bool = True,
     crontab: Sequence[CronItem] = (),
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    metrics_interval: float = 15.0,
 ) -> int:
     """Migrate the schema, then run a worker pool (and cron) until it is stopped.
 
     ``crontab`` items are scheduled while the pool runs (not in run-once mode, as with
-    graphile-worker's CLI). Returns the exit status: 0, or 57 when another process
-    applied a breaking migration. Raises :class:`graphile_py.IncompatibleSchema` when the
-    schema is already too new.
+    graphile-worker's CLI). With ``metrics_port`` (0: any free port), Prometheus metrics
+    and health probes are served on ``metrics_host`` while the pool runs, the queue
+    sampled every ``metrics_interval`` seconds (see :mod:`graphile_py.health`; needs the
+    ``metrics`` extra). Returns the exit status: 0, or 57 when another process applied
+    a breaking migration. Raises :class:`graphile_py.IncompatibleSchema` when the schema
+    is already too new.
     """
     options = options or WorkerOptions()
+    metrics: WorkerMetrics | None = None
+    if metrics_port is not None:
+        from graphile_py.metrics import WorkerMetrics  # ConfigurationError without the extra
+
+        metrics = WorkerMetrics()
+        options = dataclasses.replace(options, events=combine_events(options.events, metrics))
     with map_db_errors("Connecting to the database"):
         conn = psycopg.connect(conninfo, autocommit=True)
     with conn:
         migrate(conn, schema=options.schema)
     pool = WorkerPool(tasks, conninfo=conninfo, options=options, once=once)
-    with _signals_stop(pool, enabled=handle_signals):
-        pool.start()
-        cron: CronScheduler | None = None
-        try:
-            if crontab and not once:
-                from graphile_py.cron import CronScheduler
+    server: MetricsServer | None = None
+    if metrics is not None and metrics_port is not None:
+        from graphile_py.health import MetricsServer
 
-                cron = CronScheduler(
-                    crontab,
-                    pool=pool.connection_pool,
-                    schema=options.schema,
-                    events=options.events,
-                )
-                cron.start()
-            pool.wait_for_stop_request()
-        finally:
-            if cron is not None:
-                cron.stop()
-            pool.shutdown()
-        return pool.result()
+        # Bound before the pool starts, so that a port in use fails at once.
+        server = MetricsServer(
+            pool,
+            metrics=metrics,
+            host=metrics_host,
+            port=metrics_port,
+            sample_interval=metrics_interval,
+        ).start()
+    try:
+        with _signals_stop(pool, enabled=handle_signals):
+            pool.start()
+            cron: CronScheduler | None = None
+            try:
+                if crontab and not once:
+                    from graphile_py.cron import CronScheduler
+
+                    cron = CronScheduler(
+                        crontab,
+                        pool=pool.connection_pool,
+                        schema=options.schema,
+                        events=options.events,
+                    )
+                    cron.start()
+                pool.wait_for_stop_request()
+            finally:
+                if cron is not None:
+                    cron.stop()
+                pool.shutdown()
+            return pool.result()
+    finally:
+        if server is not None:
+            server.close()
 
 
 def run_once(

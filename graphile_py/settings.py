@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     crontab: str | None = Field(default=None, min_length=1, description="crontab file path")
     embedded: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``text``: readable lines; ``json``: one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
+    #: Serve /metrics, /healthz and /readyz on this port (None: off; 0: any free port).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    #: Seconds between queue samples (queue depth, oldest ready job) for the metrics.
+    metrics_interval: float = Field(default=15.0, gt=0)
 
     def worker_options(self) -> WorkerOptions:
         """The worker options these settings describe."""

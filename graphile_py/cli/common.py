@@ -71,12 +71,13 @@ def connection_options(function: F) -> F:
 
 
 def settings_from(ctx: click.Context, config_file: Path | None, flags: dict[str, Any]) -> Settings:
-    flags = {**flags, "log_level": (ctx.obj or {}).get("log_level")}
+    given = ctx.obj or {}
+    flags = {**flags, "log_level": given.get("log_level"), "log_format": given.get("log_format")}
     try:
         settings = load_settings(flags, config_file=config_file)
     except GraphileError as exc:
         fail(str(exc))
-    configure_logging(getattr(logging, settings.log_level.upper()))
+    configure_logging(getattr(logging, settings.log_level.upper()), settings.log_format)
     return settings
 
 

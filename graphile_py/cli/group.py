@@ -20,7 +20,14 @@ __all__ = ["main"]
     default=None,
     help="How much to log [env: GRAPHILE_PY_LOG_LEVEL; default: info].",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text, or as one JSON object each [env: GRAPHILE_PY_LOG_FORMAT;"
+    " default: text].",
+)
 @click.pass_context
-def main(ctx: click.Context, log_level: str | None) -> None:
+def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
     """graphile-py: PostgreSQL job queue, compatible with Node graphile-worker 0.18."""
-    ctx.obj = {"log_level": log_level}
+    ctx.obj = {"log_level": log_level, "log_format": log_format}

@@ -127,6 +127,19 @@ def migrate(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> No
     help="Schedule recurring jobs from this crontab (ignored with --once)"
     " [default: ./crontab if it exists].",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    metavar="PORT",
+    help="Serve Prometheus /metrics and /healthz, /readyz on this port (0: any free one;"
+    " needs the 'metrics' extra) [env: GRAPHILE_PY_METRICS_PORT; default: off].",
+)
+@click.option(
+    "--metrics-host",
+    metavar="ADDRESS",
+    help="The address to serve metrics on [env: GRAPHILE_PY_METRICS_HOST;"
+    " default: 127.0.0.1; 0.0.0.0 for every interface].",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -158,7 +171,14 @@ def worker(
         options = settings.worker_options()
         with database(settings) as conninfo:
             status = run_worker(
-                tasks, conninfo=conninfo, options=options, once=once, crontab=crontab
+                tasks,
+                conninfo=conninfo,
+                options=options,
+                once=once,
+                crontab=crontab,
+                metrics_port=settings.metrics_port,
+                metrics_host=settings.metrics_host,
+                metrics_interval=settings.metrics_interval,
             )
     if status:
         sys.exit(status)

@@ -1,0 +1,40 @@
+"""The readiness probe's one query: which migrations the worker schema has.
+
+Composed per schema like :mod:`graphile_py.db.statements`; read-only, so a probe never
+installs or changes anything (unlike :func:`graphile_py.migrate.migrate`).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import psycopg
+
+from graphile_py.db.statements import compose
+from graphile_py.db.translate import map_db_errors
+
+__all__ = ["SchemaVersion", "schema_version"]
+
+#: ``(latest migration, latest breaking migration)``; both None when the table is empty.
+SchemaVersion = tuple[int | None, int | None]
+
+
+@cache
+def _version_sql(schema: str) -> bytes:
+    return compose(
+        "select max(id), max(id) filter (where breaking) from {schema}.migrations", schema
+    )
+
+
+def schema_version(conn: psycopg.Connection[Any], schema: str) -> SchemaVersion:
+    """The newest migration recorded in ``schema``, and the newest breaking one.
+
+    Raises :class:`graphile_py.errors.DatabaseError` (``sqlstate`` ``42P01`` when the
+    schema or its migrations table does not exist) or
+    :class:`graphile_py.errors.ConnectError`.
+    """
+    with map_db_errors("Reading the schema version"):
+        row = conn.execute(_version_sql(schema), ()).fetchone()
+    assert row is not None
+    return row[0], row[1]
