@@ -1,0 +1,145 @@
+"""``graphile-py dashboard``: serve the web dashboard and its JSON API with uvicorn.
+
+FastAPI and uvicorn come with the optional ``dashboard`` extra; they are imported when
+the command runs, so the rest of the command line works without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from graphile_py.admin import WorkerUtils
+from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
+from graphile_py.cli.group import main
+from graphile_py.errors import DatabaseError
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "dashboard"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+
+MISSING_EXTRA = (
+    "the dashboard needs the optional 'dashboard' extra (FastAPI and uvicorn); install it"
+    " with: pip install 'graphile-py[dashboard]'"
+)
+
+
+@main.command()
+@connection_options
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--allow-actions/--read-only",
+    default=None,
+    help="Allow retry, reschedule, remove and enqueue [default: allowed only on loopback].",
+)
+@click.option(
+    "--token",
+    envvar="GRAPHILE_PY_DASHBOARD_TOKEN",
+    metavar="TOKEN",
+    help="Require 'Authorization: Bearer TOKEN' for the API [env: GRAPHILE_PY_DASHBOARD_TOKEN].",
+)
+@click.option(
+    "--basic-auth",
+    envvar="GRAPHILE_PY_DASHBOARD_BASIC_AUTH",
+    metavar="USER:PASSWORD",
+    help="Require HTTP basic auth for everything [env: GRAPHILE_PY_DASHBOARD_BASIC_AUTH].",
+)
+@click.option(
+    "--crontab",
+    "crontab_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A crontab, to show when each cron item next runs.",
+)
+@click.option(
+    "--sample-interval",
+    type=click.FloatRange(0.5, 300),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the throughput chart's sampler reads the job counts.",
+)
+@click.pass_context
+def dashboard(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    host: str,
+    port: int,
+    allow_actions: bool | None,
+    token: str | None,
+    basic_auth: str | None,
+    crontab_file: Path | None,
+    sample_interval: float,
+    **connection: Any,
+) -> None:
+    """Serve the web dashboard and its JSON API (default http://127.0.0.1:8787).
+
+    Bound to a loopback address, it may retry, reschedule, remove and add jobs; bound to
+    any other address it is read-only unless --allow-actions is given. Protect it with
+    --token or --basic-auth (better passed in the environment than on the command line).
+    Stop it with Ctrl-C.
+    """
+    try:
+        import uvicorn
+
+        from graphile_py.dashboard import LOOPBACK_HOSTS, create_app, is_loopback
+    except ImportError as exc:
+        fail(f"{MISSING_EXTRA} ({exc})")
+    settings = settings_from(ctx, config_file, connection)
+    loopback = is_loopback(host)
+    actions = loopback if allow_actions is None else allow_actions
+    if actions and not loopback and not (token or basic_auth):
+        click.echo(
+            f"Warning: actions are enabled on {host} without --token or --basic-auth:"
+            " anyone who can reach this port can change and delete jobs.",
+            err=True,
+        )
+    crontab = crontab_file.read_text() if crontab_file is not None else None
+    # No migration: a dashboard only looks, and must not upgrade a shared schema.
+    with (
+        failures(),
+        database(settings) as conninfo,
+        WorkerUtils(
+            conninfo, schema=settings.worker_schema, max_pool_size=8, run_migrations=False
+        ) as utils,
+    ):
+        app = create_app(
+            utils,
+            allow_actions=actions,
+            token=token or None,
+            basic_auth=basic_auth or None,
+            allowed_hosts=LOOPBACK_HOSTS if loopback else None,
+            crontab=crontab,
+            sample_interval=sample_interval,
+        )
+        _check_schema(app)
+        shown = f"[{host}]" if ":" in host else host
+        mode = "actions allowed" if actions else "read-only"
+        click.echo(f"graphile-py dashboard on http://{shown}:{port}/ ({mode})", err=True)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            server_header=False,
+        )
+
+
+def _check_schema(app: Any) -> None:
+    """Fail now, with the reason, if the worker schema cannot be read."""
+    sampler = app.state.dashboard.sampler
+    try:
+        sampler.sample_once()
+    except DatabaseError as exc:
+        if exc.sqlstate in {"3F000", "42P01", "42883"}:  # no schema, table or function
+            fail(
+                f"the worker schema {sampler.utils.schema!r} is not installed in this"
+                " database; run 'graphile-py migrate' (or start a worker) first"
+            )
+        raise

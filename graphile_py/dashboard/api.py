@@ -1,0 +1,587 @@
+"""The dashboard's JSON API, ``/api/v1``: the routes and the shapes they exchange.
+
+Reads go through the :class:`~graphile_py.inspection.Inspector`; enqueueing through
+``WorkerUtils.add_job``; the throughput history comes from the sampler's buffer. The
+routes are plain functions, so FastAPI runs them on its thread pool, where blocking on
+the database is fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, Self
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from graphile_py.dashboard.sampler import Sample, Sampler
+from graphile_py.inspection import (
+    CronStatus,
+    Inspector,
+    JobFilter,
+    JobRecord,
+    JobState,
+    QueueStatus,
+    StateCounts,
+    TaskStatus,
+)
+from graphile_py.jobs import Job
+
+__all__ = ["API_PREFIX", "DashboardContext", "router", "version"]
+
+API_PREFIX = "/api/v1"
+
+MAX_BIGINT = 2**63 - 1
+# Query and path strings: no NUL (PostgreSQL cannot store it) and a sane length.
+NoNul = r"^[^\x00]*$"
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardContext:
+    """What the routes need, kept on ``app.state.dashboard``."""
+
+    inspector: Inspector
+    sampler: Sampler
+    allow_actions: bool
+    crontab: str | None
+    auth: list[str]
+
+
+def _context(request: Request) -> DashboardContext:
+    context: DashboardContext = request.app.state.dashboard
+    return context
+
+
+router = APIRouter(prefix=API_PREFIX)
+
+JobId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The job's id.")]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NoNul)]
+
+
+# -- shapes ----------------------------------------------------------------------------------
+
+
+class Counts(BaseModel):
+    """How many jobs are in each state."""
+
+    ready: int
+    scheduled: int
+    running: int
+    retrying: int
+    failed: int
+    total: int
+
+    @classmethod
+    def of(cls, counts: StateCounts) -> Counts:
+        return cls(
+            ready=counts.ready,
+            scheduled=counts.scheduled,
+            running=counts.running,
+            retrying=counts.retrying,
+            failed=counts.failed,
+            total=counts.total,
+        )
+
+
+class TaskOut(BaseModel):
+    """One task identifier's jobs by state."""
+
+    task: str
+    counts: Counts
+    oldest_ready_age_seconds: float | None
+
+    @classmethod
+    def of(cls, task: TaskStatus) -> TaskOut:
+        return cls(
+            task=task.task,
+            counts=Counts.of(task.counts),
+            oldest_ready_age_seconds=_seconds(task.oldest_ready_age),
+        )
+
+
+class QueueOut(BaseModel):
+    """One named queue: its jobs by state, and the pool holding its lock, if any."""
+
+    name: str
+    counts: Counts
+    locked_at: datetime | None
+    locked_by: str | None
+
+    @classmethod
+    def of(cls, queue: QueueStatus) -> QueueOut:
+        return cls(
+            name=queue.name,
+            counts=Counts.of(queue.counts),
+            locked_at=queue.locked_at,
+            locked_by=queue.locked_by,
+        )
+
+
+class PoolOut(BaseModel):
+    """A worker pool holding locks."""
+
+    pool_id: str
+    jobs: int
+    queues: int
+    oldest_lock: datetime
+    age_seconds: float
+
+
+class StatsOut(BaseModel):
+    """What ``graphile-py status`` shows."""
+
+    taken_at: datetime
+    totals: Counts
+    oldest_ready_age_seconds: float | None
+    tasks: list[TaskOut]
+    queues: list[QueueOut]
+    locked_queues: list[str]
+    pools: list[PoolOut]
+
+
+class JobOut(BaseModel):
+    """A job as listed (without its payload)."""
+
+    id: int
+    task_identifier: str
+    queue_name: str | None
+    state: JobState
+    priority: int
+    run_at: datetime | None
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    key: str | None
+    locked_at: datetime | None
+    locked_by: str | None
+    revision: int
+    flags: list[str]
+
+    @classmethod
+    def of(cls, job: Job, state: JobState) -> Self:
+        return cls(
+            id=job.id,
+            task_identifier=job.task_identifier,
+            queue_name=job.queue_name,
+            state=state,
+            priority=job.priority,
+            run_at=job.run_at,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            last_error=job.last_error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            key=job.key,
+            locked_at=job.locked_at,
+            locked_by=job.locked_by,
+            revision=job.revision,
+            flags=sorted(job.flag_names),
+        )
+
+
+class JobDetailOut(JobOut):
+    """A job with its payload."""
+
+    payload: JsonValue = None
+
+    @classmethod
+    def of(cls, job: Job, state: JobState) -> Self:
+        detail = super().of(job, state)
+        detail.payload = job.payload
+        return detail
+
+
+class JobListOut(BaseModel):
+    """A page of jobs, newest first; pass ``next_before_id`` as ``before_id`` for the next."""
+
+    jobs: list[JobOut]
+    next_before_id: int | None
+
+
+class CronOut(BaseModel):
+    """A cron identifier the database knows."""
+
+    identifier: str
+    known_since: datetime
+    last_execution: datetime | None
+    next_run: datetime | None
+    task: str | None
+    in_crontab: bool | None
+
+
+class HistoryPoint(BaseModel):
+    """Events in the interval ending at ``t`` (``seconds`` long) and the counts then."""
+
+    t: datetime
+    seconds: float
+    created: int
+    completed: int
+    failed: int
+    ready: int
+    scheduled: int
+    running: int
+    retrying: int
+    failed_total: int
+
+    @classmethod
+    def of(cls, sample: Sample) -> HistoryPoint:
+        return cls(
+            t=sample.taken_at,
+            seconds=round(sample.seconds, 3),
+            created=sample.created or 0,
+            completed=sample.completed or 0,
+            failed=sample.failed or 0,
+            ready=sample.ready,
+            scheduled=sample.scheduled,
+            running=sample.running,
+            retrying=sample.retrying,
+            failed_total=sample.failed_total,
+        )
+
+
+class HistoryOut(BaseModel):
+    """The sampler's history, for the throughput chart."""
+
+    interval: float
+    window: float
+    bucket: float
+    last_error: str | None
+    points: list[HistoryPoint]
+
+
+class InfoOut(BaseModel):
+    """How this dashboard is set up (the page uses it to show or hide the buttons)."""
+
+    version: str
+    schema_name: str
+    allow_actions: bool
+    auth: list[str]
+    sample_interval: float
+
+
+class EnqueueIn(BaseModel):
+    """A job to add, with graphile-worker's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Name
+    payload: JsonValue = None
+    queue: Name | None = None
+    run_at: AwareDatetime | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=32767)] | None = None
+    key: Annotated[str, Field(min_length=1, max_length=512, pattern=NoNul)] | None = None
+    key_mode: Literal["replace", "preserve_run_at", "unsafe_dedupe"] | None = None
+    priority: Annotated[int, Field(ge=-32768, le=32767)] | None = None
+    flags: Annotated[list[Name], Field(max_length=100)] | None = None
+
+
+class JobQuery(BaseModel):
+    """The filters of ``GET /jobs``; every one given must match."""
+
+    task: Annotated[str, Field(max_length=128, pattern=NoNul)] | None = None
+    queue: Annotated[str, Field(max_length=128, pattern=NoNul)] | None = None
+    state: JobState | None = None
+    key: Annotated[str, Field(max_length=512, pattern=NoNul)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    before_id: Annotated[int, Field(ge=1, le=MAX_BIGINT)] | None = None
+
+
+class RetryIn(BaseModel):
+    """Which jobs to retry: ``ids``, or ``all_failed`` (optionally of one task / queue)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: (
+        Annotated[list[Annotated[int, Field(ge=1, le=MAX_BIGINT)]], Field(max_length=1000)] | None
+    ) = None
+    all_failed: bool = False
+    task: Name | None = None
+    queue: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if (self.ids is None) == (not self.all_failed):
+            raise ValueError("give either ids or all_failed: true")
+        if self.ids is not None and (self.task or self.queue):
+            raise ValueError("task and queue only go with all_failed")
+        return self
+
+
+class RescheduleIn(BaseModel):
+    """When the job should run next."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_at: AwareDatetime
+
+
+class BulkOut(BaseModel):
+    """The jobs an action changed, and those it left alone (running, or unknown)."""
+
+    changed: list[int]
+    skipped: list[int]
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+@router.get("/info", response_model=InfoOut, tags=["dashboard"])
+def info(request: Request) -> InfoOut:
+    """The dashboard's version, schema and mode."""
+    context = _context(request)
+    return InfoOut(
+        version=version(),
+        schema_name=context.inspector.utils.schema,
+        allow_actions=context.allow_actions,
+        auth=context.auth,
+        sample_interval=context.sampler.interval,
+    )
+
+
+@router.get("/stats", response_model=StatsOut, tags=["read"])
+def stats(request: Request) -> StatsOut:
+    """Job counts by state, task and queue; locked queues; the pools holding locks."""
+    report = _context(request).inspector.status()
+    return StatsOut(
+        taken_at=report.taken_at,
+        totals=Counts.of(report.totals),
+        oldest_ready_age_seconds=_seconds(report.oldest_ready_age),
+        tasks=[TaskOut.of(task) for task in report.tasks],
+        queues=[QueueOut.of(queue) for queue in report.queues],
+        locked_queues=[queue.name for queue in report.locked_queues],
+        pools=[
+            PoolOut(
+                pool_id=pool.pool_id,
+                jobs=pool.jobs,
+                queues=pool.queues,
+                oldest_lock=pool.oldest_lock,
+                age_seconds=round(pool.age(report.taken_at).total_seconds(), 3),
+            )
+            for pool in report.pools
+        ],
+    )
+
+
+@router.get("/jobs", response_model=JobListOut, tags=["read"])
+def list_jobs(request: Request, where: Annotated[JobQuery, Query()]) -> JobListOut:
+    """Jobs matching every filter given, newest first, ``limit`` at a time."""
+    records = _context(request).inspector.list_jobs(
+        JobFilter(
+            task=where.task or None,
+            queue=where.queue or None,
+            state=where.state,
+            key=where.key or None,
+            limit=where.limit,
+            before_id=where.before_id,
+        )
+    )
+    return JobListOut(
+        jobs=[JobOut.of(record.job, record.state) for record in records],
+        next_before_id=records[-1].job.id if len(records) == where.limit else None,
+    )
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobDetailOut,
+    responses={404: {"description": "No such job"}},
+    tags=["read"],
+)
+def get_job(request: Request, job_id: JobId) -> JobDetailOut:
+    """One job, with its payload and last error."""
+    return JobDetailOut.of(*_record(_context(request).inspector, job_id))
+
+
+@router.get("/queues", response_model=list[QueueOut], tags=["read"])
+def queues(request: Request) -> list[QueueOut]:
+    """Every named queue with its counts and lock holder."""
+    return [QueueOut.of(queue) for queue in _context(request).inspector.list_queues()]
+
+
+@router.get("/tasks", response_model=list[TaskOut], tags=["read"])
+def tasks(request: Request) -> list[TaskOut]:
+    """Every task identifier that has jobs, with its counts."""
+    return [TaskOut.of(task) for task in _context(request).inspector.status().tasks]
+
+
+@router.get("/cron", response_model=list[CronOut], tags=["read"])
+def cron(request: Request) -> list[CronOut]:
+    """Known cron items; when the dashboard was given a crontab, when each next fires."""
+    context = _context(request)
+    return [_cron(item) for item in context.inspector.list_cron(context.crontab)]
+
+
+@router.get("/metrics/history", response_model=HistoryOut, tags=["read"])
+def history(
+    request: Request,
+    bucket: Annotated[
+        float | None,
+        Query(ge=0, le=3600, description="Merge samples into buckets of this many seconds."),
+    ] = None,
+) -> HistoryOut:
+    """Jobs created, completed and failed per interval over the last hour (in memory)."""
+    sampler = _context(request).sampler
+    return HistoryOut(
+        interval=sampler.interval,
+        window=sampler.window,
+        bucket=max(bucket or 0.0, sampler.interval),
+        last_error=sampler.last_error,
+        points=[HistoryPoint.of(sample) for sample in sampler.history(bucket)],
+    )
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "A running worker holds the job"}
+}
+_MISSING: dict[int | str, dict[str, Any]] = {404: {"description": "No such job"}}
+
+
+@router.post("/jobs", status_code=201, response_model=JobDetailOut, tags=["actions"])
+def add_job(request: Request, job: EnqueueIn) -> JobDetailOut:
+    """Add a job (through ``WorkerUtils.add_job``)."""
+    inspector = _context(request).inspector
+    added = inspector.utils.add_job(
+        job.task,
+        job.payload,
+        queue_name=job.queue,
+        run_at=job.run_at,
+        max_attempts=job.max_attempts,
+        job_key=job.key,
+        job_key_mode=job.key_mode,
+        priority=job.priority,
+        flags=job.flags,
+    )
+    return _fresh(inspector, added)
+
+
+@router.post("/jobs/retry", response_model=BulkOut, tags=["actions"])
+def retry_many(request: Request, which: RetryIn) -> BulkOut:
+    """Retry the listed jobs, or every permanently failed one (of a task / queue)."""
+    inspector = _context(request).inspector
+    if which.ids is not None:
+        wanted = list(dict.fromkeys(which.ids))
+        changed = [job.id for job in inspector.retry_jobs(wanted)] if wanted else []
+        return BulkOut(changed=changed, skipped=[i for i in wanted if i not in set(changed)])
+    retried = inspector.retry_failed(task=which.task, queue=which.queue)
+    return BulkOut(changed=[job.id for job in retried], skipped=[])
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    response_model=JobDetailOut,
+    responses={**_MISSING, **_CONFLICT},
+    tags=["actions"],
+)
+def retry_one(request: Request, job_id: JobId) -> JobDetailOut:
+    """Run the job now, with its attempts reset."""
+    inspector = _context(request).inspector
+    job = _act(inspector, job_id, inspector.retry_jobs)
+    return _fresh(inspector, job)
+
+
+@router.post(
+    "/jobs/{job_id}/reschedule",
+    response_model=JobDetailOut,
+    responses={**_MISSING, **_CONFLICT},
+    tags=["actions"],
+)
+def reschedule(
+    request: Request, job_id: JobId, when: Annotated[RescheduleIn, Body()]
+) -> JobDetailOut:
+    """Move the job to ``run_at``."""
+    inspector = _context(request).inspector
+    job = _act(inspector, job_id, lambda ids: inspector.reschedule_jobs(ids, when.run_at))
+    return _fresh(inspector, job)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobDetailOut,
+    responses={**_MISSING, **_CONFLICT},
+    tags=["actions"],
+)
+def remove(request: Request, job_id: JobId) -> JobDetailOut:
+    """Delete the job; returns it as it was."""
+    inspector = _context(request).inspector
+    job = _act(inspector, job_id, inspector.remove_jobs)
+    return JobDetailOut.of(job, _state(job))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _record(inspector: Inspector, job_id: int) -> tuple[Job, JobState]:
+    record: JobRecord | None = inspector.get_job(job_id)
+    if record is None:
+        raise HTTPException(404, f"There is no job {job_id}.")
+    return record.job, record.state
+
+
+def _act(inspector: Inspector, job_id: int, action: Callable[[Sequence[int]], list[Job]]) -> Job:
+    """Apply ``action`` to one job; 404 if it does not exist, 409 if a worker holds it."""
+    changed = action([job_id])
+    if changed:
+        return changed[0]
+    job, state = _record(inspector, job_id)
+    if state is JobState.RUNNING:
+        raise HTTPException(
+            409,
+            f"Job {job_id} is running (locked by {job.locked_by} since"
+            f" {job.locked_at:%Y-%m-%d %H:%M:%S%z}); try again when it has finished."
+            if job.locked_at
+            else f"Job {job_id} is running; try again when it has finished.",
+        )
+    raise HTTPException(409, f"Job {job_id} could not be changed; reload it and try again.")
+
+
+def _fresh(inspector: Inspector, job: Job) -> JobDetailOut:
+    """The job as it is now; as it was returned, if a worker already finished it."""
+    record = inspector.get_job(job.id)
+    if record is None:
+        return JobDetailOut.of(job, _state(job))
+    return JobDetailOut.of(record.job, record.state)
+
+
+def _state(job: Job) -> JobState:
+    """The state of a job as an action returned it, by the Inspector's rules."""
+    if job.locked_at is not None:
+        return JobState.RUNNING
+    if job.attempts >= job.max_attempts:
+        return JobState.FAILED
+    if job.attempts > 0:
+        return JobState.RETRYING
+    if job.run_at is not None and job.run_at > datetime.now(UTC):
+        return JobState.SCHEDULED
+    return JobState.READY
+
+
+def _seconds(age: timedelta | None) -> float | None:
+    return None if age is None else round(age.total_seconds(), 3)
+
+
+def _cron(item: CronStatus) -> CronOut:
+    return CronOut(
+        identifier=item.identifier,
+        known_since=item.known_since,
+        last_execution=item.last_execution,
+        next_run=item.next_run,
+        task=item.task,
+        in_crontab=item.in_crontab,
+    )
+
+
+def version() -> str:
+    """graphile-py's installed version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("graphile-py")
+    except PackageNotFoundError:
+        return "0"
