@@ -1,11 +1,12 @@
 """The ``graphile-py`` command line: a thin shell over the library.
 
 ``group.py`` holds the top-level command; ``run.py`` the commands that run things
-(``migrate``, ``worker``); ``admin.py`` those that inspect and change jobs;
+(``migrate``, ``worker``); ``admin.py`` ``add-job``, ``cleanup`` and ``unlock``;
+``ops.py`` (with ``tables.py``) ``status``, ``jobs``, ``queues`` and ``cron``;
 ``dashboard.py`` the web dashboard.
 """
 
-from graphile_py.cli import admin, dashboard, run  # noqa: F401 - importing registers the commands
+from graphile_py.cli import admin, dashboard, ops, run  # noqa: F401 - importing registers the commands
 from graphile_py.cli.group import main
 
 __all__ = ["main"]

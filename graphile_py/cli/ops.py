@@ -1,0 +1,401 @@
+"""Commands for looking at the queue and fixing jobs: status, jobs, queues, cron.
+
+They read through :class:`~graphile_py.Inspector`, print tables for people and, with
+``--json``, one JSON document for scripts. Retry, remove and reschedule go through the
+schema's own functions, so a job a live worker holds is skipped (and reported), never
+changed under it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from graphile_py.admin import WorkerUtils
+from graphile_py.cli import tables
+from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
+from graphile_py.cli.group import main
+from graphile_py.errors import CrontabError
+from graphile_py.inspection import MAX_LIST_LIMIT, Inspector, JobFilter, JobState
+from graphile_py.jobs import Job
+
+__all__ = ["cron_group", "jobs_group", "queues_group", "status"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_JOB_ID = click.IntRange(1, 2**63 - 1)  # a bigint identity: anything else is a typo
+
+
+def _json_option(function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        function
+    )
+
+
+@contextmanager
+def _inspector(
+    ctx: click.Context, config_file: Path | None, flags: dict[str, Any]
+) -> Iterator[Inspector]:
+    """An Inspector on the configured database; our errors become a message and exit 1."""
+    settings = settings_from(ctx, config_file, flags)
+    with (
+        failures(),
+        database(settings) as conninfo,
+        WorkerUtils(
+            conninfo, schema=settings.worker_schema, use_node_time=settings.use_node_time
+        ) as utils,
+    ):
+        yield Inspector(utils)
+
+
+def _echo(as_json: bool, data: Any, text: str) -> None:
+    click.echo(tables.dumps(data) if as_json else text)
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+@main.command()
+@connection_options
+@_json_option
+@click.pass_context
+def status(ctx: click.Context, /, *, config_file: Path | None, as_json: bool, **flags: Any) -> None:
+    """Jobs by task and queue in each state, the oldest ready job, locks and pools.
+
+    States: ready (due, never attempted), scheduled (due later), running (locked by a
+    worker), retrying (failed, will run again), failed (no attempts left).
+    """
+    with _inspector(ctx, config_file, flags) as inspector:
+        report = inspector.status()
+    _echo(as_json, tables.status_json(report), tables.status_text(report))
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """List, show, retry, remove and reschedule jobs."""
+
+
+@jobs_group.command("list")
+@connection_options
+@click.option("--task", default=None, help="Only jobs of this task identifier.")
+@click.option("--queue", default=None, help="Only jobs of this named queue.")
+@click.option(
+    "--state",
+    type=click.Choice([state.value for state in JobState]),
+    default=None,
+    help="Only jobs in this state.",
+)
+@click.option("--key", default=None, help="Only the job with this job key.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIST_LIMIT),
+    default=100,
+    show_default=True,
+    help="At most this many jobs.",
+)
+@click.option(
+    "--before-id",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="ID",
+    help="Only jobs with a smaller id (the next page: the last id shown).",
+)
+@_json_option
+@click.pass_context
+def list_jobs(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    task: str | None,
+    queue: str | None,
+    state: str | None,
+    key: str | None,
+    limit: int,
+    before_id: int | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """List jobs, newest first."""
+    where = JobFilter(
+        task=task,
+        queue=queue,
+        state=JobState(state) if state else None,
+        key=key,
+        limit=limit,
+        before_id=before_id,
+    )
+    with _inspector(ctx, config_file, flags) as inspector:
+        records = inspector.list_jobs(where)
+    _echo(
+        as_json,
+        [tables.job_json(r.job, r.state) for r in records],
+        tables.jobs_table(records),
+    )
+
+
+@jobs_group.command("show")
+@connection_options
+@click.argument("job_id", metavar="ID", type=_JOB_ID)
+@_json_option
+@click.pass_context
+def show_job(
+    ctx: click.Context, /, *, config_file: Path | None, job_id: int, as_json: bool, **flags: Any
+) -> None:
+    """Show every field of job ID, with its payload and last error."""
+    with _inspector(ctx, config_file, flags) as inspector:
+        record = inspector.get_job(job_id)
+    if record is None:
+        fail(f"no job with id {job_id}")
+    _echo(as_json, tables.job_json(record.job, record.state), tables.job_details(record))
+
+
+@jobs_group.command("retry")
+@connection_options
+@click.argument("job_ids", metavar="[ID]...", nargs=-1, type=_JOB_ID)
+@click.option(
+    "--all-failed", is_flag=True, help="Retry every permanently failed job (see --task, --queue)."
+)
+@click.option("--task", default=None, help="With --all-failed: only jobs of this task.")
+@click.option("--queue", default=None, help="With --all-failed: only jobs of this queue.")
+@_json_option
+@click.pass_context
+def retry_jobs(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    job_ids: tuple[int, ...],
+    all_failed: bool,
+    task: str | None,
+    queue: str | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Run jobs now with their attempts reset to 0: the IDs given, or --all-failed.
+
+    Jobs a worker is running are skipped and listed.
+    """
+    if all_failed == bool(job_ids):
+        raise click.UsageError("give job IDs or --all-failed, not both or neither")
+    if (task or queue) and not all_failed:
+        raise click.UsageError("--task and --queue go with --all-failed")
+    with _inspector(ctx, config_file, flags) as inspector:
+        if all_failed:
+            retried = inspector.retry_failed(task=task, queue=queue)
+            _report(inspector, "retried", retried, [], as_json=as_json)
+        else:
+            _act(inspector, "retried", job_ids, inspector.retry_jobs, as_json=as_json)
+
+
+@jobs_group.command("remove")
+@connection_options
+@click.argument("job_ids", metavar="ID...", nargs=-1, type=_JOB_ID, required=True)
+@_json_option
+@click.pass_context
+def remove_jobs(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    job_ids: tuple[int, ...],
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Delete jobs. Jobs a worker is running are skipped and listed."""
+    with _inspector(ctx, config_file, flags) as inspector:
+        _act(inspector, "removed", job_ids, inspector.remove_jobs, as_json=as_json)
+
+
+@jobs_group.command("reschedule")
+@connection_options
+@click.argument("job_ids", metavar="ID...", nargs=-1, type=_JOB_ID, required=True)
+@click.option(
+    "--run-at",
+    "run_at",
+    metavar="TIME",
+    default=None,
+    help="When they should run: ISO 8601 with a UTC offset (2030-01-01T09:00:00+00:00 or ...Z).",
+)
+@click.option(
+    "--in",
+    "delay",
+    metavar="DURATION",
+    default=None,
+    help="Run them this long from now: 30s, 10m, 2h, 1d or combined (1h30m).",
+)
+@_json_option
+@click.pass_context
+def reschedule_jobs(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    job_ids: tuple[int, ...],
+    run_at: str | None,
+    delay: str | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Change when jobs run. Jobs a worker is running are skipped and listed."""
+    if (run_at is None) == (delay is None):
+        raise click.UsageError("give exactly one of --run-at and --in")
+    when = _parse_time(run_at) if run_at is not None else _from_now(delay or "")
+    with _inspector(ctx, config_file, flags) as inspector:
+        _act(
+            inspector,
+            "rescheduled",
+            job_ids,
+            lambda ids: inspector.reschedule_jobs(ids, when),
+            as_json=as_json,
+            extra={"run_at": when.isoformat()},
+        )
+
+
+def _act(
+    inspector: Inspector,
+    verb: str,
+    job_ids: Sequence[int],
+    action: Callable[[list[int]], list[Job]],
+    *,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Check the jobs exist, act on them, and say which were skipped because held."""
+    ids = list(dict.fromkeys(job_ids))
+    existing = {record.job.id for record in inspector.get_jobs(ids)}
+    missing = [job_id for job_id in ids if job_id not in existing]
+    if missing:
+        fail(f"no job with id {', '.join(map(str, missing))} (nothing was {verb})")
+    done = action(ids)
+    done_ids = {job.id for job in done}
+    _report(
+        inspector, verb, done, [i for i in ids if i not in done_ids], as_json=as_json, extra=extra
+    )
+
+
+def _report(
+    inspector: Inspector,
+    verb: str,
+    done: list[Job],
+    not_done: list[int],
+    *,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    # The schema's functions skip a job only while a worker holds it; one that vanished
+    # in the meantime (a worker finished it) is reported as gone.
+    held = inspector.get_jobs(not_done) if not_done else []
+    gone = sorted(set(not_done) - {record.job.id for record in held})
+    if as_json:
+        click.echo(tables.dumps({**tables.action_json(verb, done, held, gone), **(extra or {})}))
+    else:
+        click.echo(tables.action_text(verb, done, held, gone))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def _from_now(text: str) -> datetime:
+    """Now plus a duration such as ``10m``, ``2h``, ``30s`` or ``1h30m``."""
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    problem = "is not a duration; use a number and a unit (s, m, h, d, w), such as 30s, 10m"
+    if compact and "".join(number + unit for number, unit in parts) == compact:
+        try:
+            seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+            return datetime.now(UTC) + timedelta(seconds=seconds)
+        except (OverflowError, ValueError):
+            problem = "is too far in the future"
+    raise click.BadParameter(f"{text!r} {problem}", param_hint="'--in'")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or moment.utcoffset() is None:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 time with a UTC offset,"
+            " such as 2030-01-01T09:00:00+00:00 or 2030-01-01T09:00:00Z",
+            param_hint="'--run-at'",
+        )
+    return moment
+
+
+# -- queues and cron ----------------------------------------------------------------------
+
+
+@main.group("queues")
+def queues_group() -> None:
+    """Look at named queues."""
+
+
+@queues_group.command("list")
+@connection_options
+@_json_option
+@click.pass_context
+def list_queues(
+    ctx: click.Context, /, *, config_file: Path | None, as_json: bool, **flags: Any
+) -> None:
+    """List every named queue: its jobs in each state, and who holds its lock."""
+    with _inspector(ctx, config_file, flags) as inspector:
+        queues = inspector.list_queues()
+    now = datetime.now(UTC)
+    _echo(as_json, [tables.queue_json(q) for q in queues], tables.queues_table(queues, now))
+
+
+@main.group("cron")
+def cron_group() -> None:
+    """Look at recurring jobs."""
+
+
+@cron_group.command("list")
+@connection_options
+@click.option(
+    "--crontab",
+    metavar="FILE",
+    default=None,
+    help="Compute next runs from this crontab [default: ./crontab if it exists].",
+)
+@_json_option
+@click.pass_context
+def list_cron(
+    ctx: click.Context,
+    /,
+    *,
+    config_file: Path | None,
+    crontab: str | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """List the cron identifiers the database knows: last execution and next run.
+
+    Next runs (and tasks) come from the crontab the worker would read.
+    """
+    settings = settings_from(ctx, config_file, {**flags, "crontab": crontab})
+    if settings.crontab is not None and not Path(settings.crontab).is_file():
+        fail(f"crontab file {settings.crontab!r} does not exist")
+    path = Path(settings.crontab or "crontab")
+    text = None
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read crontab file '{path}': {exc}")
+    with _inspector(ctx, config_file, flags) as inspector:
+        try:
+            statuses = inspector.list_cron(text)
+        except CrontabError as exc:
+            fail(f"crontab file '{path}': {exc}")
+    _echo(as_json, [tables.cron_json(s) for s in statuses], tables.cron_table(statuses))
