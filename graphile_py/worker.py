@@ -419,10 +419,11 @@ class WorkerPool:
     def _record_and_claim(self, slot: WorkerSlot, job: Job, outcome: Outcome) -> Job | None:
         """Record the outcome; when it is written at once, claim the next job with it.
 
-        Both statements go in one pipeline: one round trip instead of two per job. They
-        share an implicit transaction, so if anything fails neither took effect, and the
-        outcome is written again on its own, with retries (completion is by id, so a
-        repeat is harmless). Not for a job of a named queue: releasing the queue and
+        One round trip instead of two per job: a success is one statement that deletes
+        and claims; a failure and the claim go in one pipeline. Either way they share a
+        transaction, so if anything fails neither took effect, and the outcome is written
+        again on its own, with retries (completion is by id, so a repeat is harmless).
+        Not for a job of a named queue: releasing the queue and
         claiming again in one transaction would never let another pool (Node or Python)
         see the queue free, and this worker would keep it to itself.
         """
@@ -438,15 +439,30 @@ class WorkerPool:
         self.events.worker_get_job_start(slot.worker_id)
         now = datetime.now(UTC) if self.options.use_node_time else None
         try:
-            with (
-                self.connection() as conn,
-                map_db_errors("Recording an outcome and claiming the next job"),
-                conn.pipeline(),
-            ):
-                self._outcomes.write(conn, job, outcome)
-                rows = self._statements.claim_jobs(
-                    conn, pool_id=self.id, task_ids=self._task_ids, forbidden_flags=flags, now=now
-                )
+            with self.connection() as conn:
+                if outcome.succeeded:
+                    # The common case: one statement deletes the job and claims the next.
+                    rows = self._statements.complete_and_claim(
+                        conn,
+                        done_id=job.id,
+                        pool_id=self.id,
+                        task_ids=self._task_ids,
+                        forbidden_flags=flags,
+                        now=now,
+                    )
+                else:
+                    with (
+                        map_db_errors("Recording an outcome and claiming the next job"),
+                        conn.pipeline(),
+                    ):
+                        self._outcomes.write(conn, job, outcome)
+                        rows = self._statements.claim_jobs(
+                            conn,
+                            pool_id=self.id,
+                            task_ids=self._task_ids,
+                            forbidden_flags=flags,
+                            now=now,
+                        )
         except GraphileError as exc:
             logger.debug("Pipelined write failed (%s); writing the outcome on its own", exc)
             self._outcomes.record(job, outcome)

@@ -102,6 +102,37 @@ class Statements:
             " run_at => %s::timestamptz, max_attempts => %s::int, job_key => %s::text,"
             " priority => %s::int, flags => %s::text[], job_key_mode => %s::text)"
         )
+        # add_job without a job key, as one statement: what the add_job function does for
+        # it (register the task and queue names, insert, announce with count 1) without
+        # the PL/pgSQL call into add_jobs, which costs about twice the insert itself. It
+        # inserts nothing if the task or queue row is not visible in this statement's
+        # snapshot (a concurrent first use of the name); the caller then calls add_job.
+        self.add_job_unkeyed_sql = c(
+            "with new_task as (insert into {schema}._private_tasks (identifier)"
+            " select %(identifier)s::text where not exists (select 1 from"
+            " {schema}._private_tasks as known where known.identifier = %(identifier)s::text)"
+            " on conflict do nothing returning id),"
+            " task as (select id from new_task union all select id from {schema}._private_tasks"
+            " where identifier = %(identifier)s::text limit 1),"
+            " new_queue as (insert into {schema}._private_job_queues (queue_name)"
+            " select %(queue)s::text where %(queue)s::text is not null and not exists ("
+            "select 1 from {schema}._private_job_queues as known"
+            " where known.queue_name = %(queue)s::text) on conflict do nothing returning id),"
+            " queue as (select id from new_queue union all select id from"
+            " {schema}._private_job_queues where queue_name = %(queue)s::text limit 1),"
+            " announced as (select pg_notify('jobs:insert',"
+            " '{{\"r\":' || random()::text || ',\"count\":1}}') as done)"
+            " insert into {schema}._private_jobs"
+            " (job_queue_id, task_id, payload, run_at, max_attempts, key, priority, flags)"
+            " select queue.id, task.id, coalesce(%(payload)s::json, '{{}}'::json),"
+            " coalesce(%(run_at)s::timestamptz, now()),"
+            " coalesce(%(max_attempts)s::int::smallint, 25::smallint), null,"
+            " coalesce(%(priority)s::int::smallint, 0::smallint),"
+            " (select jsonb_object_agg(f.name, true) from unnest(%(flags)s::text[]) as f(name))"
+            " from task cross join announced left join queue on true"
+            " where %(queue)s::text is null or queue.id is not null"
+            " returning *"
+        )
         # A JSON array of specs becomes job_spec[] in the database, as Node sends it.
         # Payloads travel apart, as one JSON array whose elements are taken verbatim,
         # because json_populate_recordset turns a json field into text and refuses \u0000.
@@ -143,7 +174,7 @@ class Statements:
             "select id, queue_name from {schema}._private_job_queues where id = any(%s::int[])"
         )
 
-        self._claim: dict[tuple[bool, bool, bool], bytes] = {}
+        self._claim: dict[tuple[bool, bool, bool, bool], bytes] = {}
 
         fail_body = (
             "update {schema}._private_jobs as jobs set"
@@ -305,8 +336,13 @@ class Statements:
             map_db_errors("Adding a job", adding_jobs=True),
             conn.cursor(row_factory=dict_row) as cur,
         ):
-            cur.execute(self.add_job_sql, params)
-            row = cur.fetchone()
+            row = None
+            if params[5] is None:
+                cur.execute(self.add_job_unkeyed_sql, _unkeyed_params(params))
+                row = cur.fetchone()
+            if row is None:
+                cur.execute(self.add_job_sql, params)
+                row = cur.fetchone()
             assert row is not None
             if _deduplicated(row, params):
                 cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
@@ -317,8 +353,13 @@ class Statements:
         """:meth:`add_job` on an async connection."""
         with map_db_errors("Adding a job", adding_jobs=True):
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(self.add_job_sql, params)
-                row = await cur.fetchone()
+                row = None
+                if params[5] is None:
+                    await cur.execute(self.add_job_unkeyed_sql, _unkeyed_params(params))
+                    row = await cur.fetchone()
+                if row is None:
+                    await cur.execute(self.add_job_sql, params)
+                    row = await cur.fetchone()
                 assert row is not None
                 if _deduplicated(row, params):
                     await cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
@@ -428,13 +469,18 @@ class Statements:
 
     # -- claiming ------------------------------------------------------------------------
 
-    def claim_statement(self, *, batch: bool, flags: bool, node_time: bool) -> bytes:
-        """The claim statement variant for a batch size, forbidden flags and clock source."""
-        key = (batch, flags, node_time)
+    def claim_statement(
+        self, *, batch: bool, flags: bool, node_time: bool, complete_first: bool = False
+    ) -> bytes:
+        """The claim statement variant for a batch size, forbidden flags and clock source.
+
+        With ``complete_first`` it also deletes the finished job ``%(done)s`` first.
+        """
+        key = (batch, flags, node_time, complete_first)
         statement = self._claim.get(key)
         if statement is None:
             statement = self._claim[key] = compose(
-                _claim_template(batch=batch, flags=flags),
+                _claim_template(batch=batch, flags=flags, complete_first=complete_first),
                 self.schema,
                 now=sql.SQL("%(now)s::timestamptz" if node_time else "now()"),
             )
@@ -461,6 +507,44 @@ class Statements:
             batch=batch_size > 1, flags=flags, node_time=now is not None
         )
         with map_db_errors("Claiming jobs"), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+
+    def complete_and_claim(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        done_id: int,
+        pool_id: str,
+        task_ids: Sequence[int],
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[Row]:
+        """Delete finished job ``done_id`` (of no named queue) and claim the next, atomically.
+
+        One statement, so one round trip and one transaction per job. The deleted job is
+        still locked in the statement's snapshot, so the claim cannot pick it again. Not
+        for a job of a named queue: the queue would be released and taken back in one
+        transaction, and no other pool would ever see it free.
+        """
+        params: dict[str, Any] = {
+            "done": done_id,
+            "pool": pool_id,
+            "task_ids": list(task_ids),
+            "limit": 1,
+        }
+        flags = bool(forbidden_flags)
+        if flags:
+            params["flags"] = list(forbidden_flags or ())
+        if now is not None:
+            params["now"] = now
+        statement = self.claim_statement(
+            batch=False, flags=flags, node_time=now is not None, complete_first=True
+        )
+        with (
+            map_db_errors("Completing a job and claiming the next"),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
             cur.execute(statement, params)
             return cur.fetchall()
 
@@ -558,6 +642,20 @@ class Statements:
         return {int(queue_id): str(name) for queue_id, name in rows}
 
 
+def _unkeyed_params(params: Sequence[Any]) -> dict[str, Any]:
+    """The named parameters of ``add_job_unkeyed_sql`` from add_job's nine."""
+    identifier, payload, queue, run_at, max_attempts, _key, priority, flags, _mode = params
+    return {
+        "identifier": identifier,
+        "payload": payload,
+        "queue": queue,
+        "run_at": run_at,
+        "max_attempts": max_attempts,
+        "priority": priority,
+        "flags": flags,
+    }
+
+
 def _deduplicated(row: Row, params: Sequence[Any]) -> bool:
     # params[8] is job_key_mode; a revision above 0 means an existing row came back.
     return params[8] == "unsafe_dedupe" and row["id"] is not None and row["revision"] > 0
@@ -591,7 +689,7 @@ def _failures_json(failures: Sequence[FailureSpec]) -> str:
     )
 
 
-def _claim_template(*, batch: bool, flags: bool) -> str:
+def _claim_template(*, batch: bool, flags: bool, complete_first: bool = False) -> str:
     # "Queue strategy 2" of graphile-worker: lock available queue rows up front with SKIP
     # LOCKED, then pick jobs that have no queue or whose queue we now hold.
     flag_filter = " and (jobs.flags ?| %(flags)s::text[]) is not true" if flags else ""
@@ -620,8 +718,15 @@ def _claim_template(*, batch: bool, flags: bool) -> str:
     else:
         chosen = ""
         source = "candidates"
+    # A data-modifying CTE runs whether or not anything reads it.
+    completed = (
+        "completed as (delete from {schema}._private_jobs where id = %(done)s::bigint), "
+        if complete_first
+        else ""
+    )
     return (
         "with "
+        + completed
         + candidates
         + chosen
         + ", locked_queues as (update {schema}._private_job_queues as queues"
