@@ -102,13 +102,18 @@ def create_app(
     closes it. ``allow_actions`` enables retry, reschedule, remove and enqueue.
     ``token`` and ``basic_auth`` (``"user:password"``) protect it; ``allowed_hosts``
     limits the ``Host`` header. ``crontab`` is the text of a crontab, to show when each
-    item next fires. The history sampler (given, or made with ``sample_interval``)
+    item next fires (:class:`~graphile_py.CrontabError` if it does not parse). The history
+    sampler (given, or made with ``sample_interval``)
     runs while the application does.
     """
     inspector = source if isinstance(source, Inspector) else Inspector(source)
     if token is not None and not token:
         raise ConfigurationError("the dashboard token must not be empty")
     credentials = _basic_credentials(basic_auth)
+    if crontab is not None:
+        from graphile_py.crontab import parse_crontab
+
+        parse_crontab(crontab)  # a bad crontab fails here, not on every GET /cron
     sampler = sampler or Sampler(inspector.utils, interval=sample_interval)
     context = DashboardContext(
         inspector=inspector,

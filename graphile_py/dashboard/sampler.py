@@ -128,7 +128,7 @@ class Sampler:
 
         Events are summed per bucket; the counts are those of its last sample.
         """
-        samples = [s for s in self.samples() if s.created is not None]
+        samples = [s for s in self.samples() if s.seconds > 0]  # not the very first
         if not bucket or bucket <= self.interval:
             return samples
         merged: list[Sample] = []

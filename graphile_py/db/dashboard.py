@@ -4,7 +4,7 @@ Every few seconds the dashboard's sampler reads a handful of cheap aggregates, f
 it derives how many jobs were created, completed and failed in each interval. None of
 them needs an index or a history table:
 
-* ``last_id``: the jobs id sequence's last value. Every insert takes an id, so its
+* ``last_id``: the jobs id sequence's last value (0 before its first use). Every insert takes an id, so its
   growth counts created jobs (an ``add_job`` that replaces a keyed job takes one too).
 * ``deleted``: PostgreSQL's cumulative count of rows deleted from ``_private_jobs``
   (``pg_stat_get_tuples_deleted``). Jobs that succeed are deleted, so its growth counts
@@ -71,8 +71,8 @@ class DashboardStatements:
             "with jobs_table as (select (quote_ident(%(schema)s::text) || '._private_jobs')"
             "::regclass as oid)"
             " select now() as taken_at,"
-            " pg_sequence_last_value(pg_get_serial_sequence("
-            "(select oid from jobs_table)::text, 'id')::regclass) as last_id,"
+            " coalesce(pg_sequence_last_value(pg_get_serial_sequence("
+            "(select oid from jobs_table)::text, 'id')::regclass), 0) as last_id,"
             " pg_stat_get_tuples_deleted((select oid from jobs_table)) as deleted,"
             " (select coalesce(json_agg(json_build_array(recent.id, recent.attempts)), '[]')"
             " from (select id, attempts from {schema}._private_jobs"
