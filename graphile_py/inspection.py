@@ -17,6 +17,7 @@ A job is in exactly one :class:`JobState`, decided in this order:
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -340,6 +341,7 @@ def _queues(
     ]
 
 
+@functools.lru_cache(maxsize=8)  # the dashboard asks with the same text on every request
 def _crontab_items(text: str) -> dict[str, CronItem]:
     from graphile_py.crontab import parse_crontab  # cron's parser loads only when needed
 
