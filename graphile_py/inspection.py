@@ -71,6 +71,7 @@ class StateCounts:
 
     @property
     def total(self) -> int:
+        """Jobs in every state."""
         return self.ready + self.scheduled + self.running + self.retrying + self.failed
 
 
@@ -95,7 +96,12 @@ class QueueStatus:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatusReport:
-    """Everything ``graphile-py status`` shows, taken in one snapshot."""
+    """Everything ``graphile-py status`` shows, taken in one snapshot.
+
+    ``taken_at`` is the database's clock; ``tasks`` (sorted by identifier) lists the
+    tasks that have jobs; ``queues`` (sorted by name) every named queue, idle ones
+    included; ``oldest_ready_age`` is that of the oldest ``ready`` job of any task.
+    """
 
     taken_at: datetime
     totals: StateCounts
@@ -106,6 +112,7 @@ class QueueStatusReport:
 
     @property
     def locked_queues(self) -> list[QueueStatus]:
+        """The named queues a worker holds (it is running one of their jobs)."""
         return [queue for queue in self.queues if queue.locked_at is not None]
 
 
