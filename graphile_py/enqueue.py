@@ -28,6 +28,7 @@ from graphile_py.jobs import (
     check_job_key_mode,
     check_run_at,
     encode_payload,
+    encode_payloads,
 )
 
 __all__ = [
@@ -186,7 +187,6 @@ def _add_job_params(
 def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> tuple[str, str]:
     """The specs as a JSON array (without payloads), and their payloads as another."""
     fields: list[dict[str, Any]] = []
-    payloads: list[str] = []
     for spec in specs:
         if not isinstance(spec, JobSpec):
             raise JobRejected(f"add_jobs takes JobSpec objects, not {type(spec).__name__}")
@@ -202,9 +202,9 @@ def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> t
                 "flags": list(spec.flags) if spec.flags is not None else None,
             }
         )
-        payloads.append(encode_payload(spec.payload, max_bytes=max_payload_bytes))
     specs_json = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
-    return specs_json, "[" + ",".join(payloads) + "]"
+    payloads = [spec.payload for spec in specs]
+    return specs_json, encode_payloads(payloads, max_bytes=max_payload_bytes)
 
 
 def _jobs_for_specs(rows: Sequence[Row], specs: Sequence[JobSpec]) -> list[Job]:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graphile_py import PayloadError
-from graphile_py.jobs import encode_payload
+from graphile_py.jobs import encode_payload, encode_payloads
 
 json_values = st.recursive(
     st.none()
@@ -49,3 +49,19 @@ def test_refuses_cycles_and_oversize() -> None:
         encode_payload(cyclic)
     with pytest.raises(PayloadError, match="over the limit"):
         encode_payload("x" * 100, max_bytes=50)
+
+
+@given(st.lists(json_values, max_size=8))
+def test_bulk_encoding_equals_one_by_one(values: list[object]) -> None:
+    one_by_one = "[" + ",".join(encode_payload(value) for value in values) + "]"
+    assert encode_payloads(values) == one_by_one
+
+
+def test_bulk_encoding_names_the_bad_payload_and_the_oversized_one() -> None:
+    with pytest.raises(PayloadError, match="set"):
+        encode_payloads([{"ok": 1}, None, {"bad": {1, 2}}])
+    # Small enough together? Then each is small enough; otherwise each is checked.
+    assert encode_payloads([{"a": 1}, {"b": 2}], max_bytes=16) == '[{"a":1},{"b":2}]'
+    assert encode_payloads([{"a": 1}, {"b": 2}], max_bytes=7) == '[{"a":1},{"b":2}]'
+    with pytest.raises(PayloadError, match="over the limit of 7"):
+        encode_payloads([{"a": 1}, {"bb": 22}], max_bytes=7)
