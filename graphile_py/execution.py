@@ -12,10 +12,11 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from graphile_py.errors import GraphileError
 from graphile_py.jobs import Job
 from graphile_py.logs import JobLogger
 
@@ -127,12 +128,19 @@ def failure_message(error: BaseException) -> str:
     return type(error).__name__ or "Non error or error without message thrown."
 
 
-def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -> None:
+def log_outcome(
+    log: JobLogger,
+    job: Job,
+    outcome: Outcome,
+    elapsed_ms: float,
+    queue_name: Callable[[int], str] | None = None,
+) -> None:
     """Log a finished job the way operators read it: duration, attempt, what happens next.
 
     Each line carries ``job_id``, ``task``, ``queue``, ``attempt``, ``max_attempts`` and
     ``duration_ms`` as record attributes (and ``error`` on failure), for structured logs;
-    nothing is built when the level is disabled.
+    nothing is built when the level is disabled. ``queue_name`` names a claimed job's
+    queue from its id (the pool's cached lookup).
     """
     if outcome.succeeded:
         if not log.isEnabledFor(logging.INFO):
@@ -144,7 +152,7 @@ def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -
             job.task_identifier,
             elapsed_ms,
             attempt,
-            extra=_job_fields(job, elapsed_ms),
+            extra=_job_fields(job, elapsed_ms, queue_name),
         )
         return
     if not log.isEnabledFor(logging.ERROR):
@@ -154,7 +162,7 @@ def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -
     else:
         backoff = math.exp(min(job.attempts, 10))
         fate = f"will retry in {backoff:.2f}s (attempt {job.attempts + 1} of {job.max_attempts})"
-    extra = _job_fields(job, elapsed_ms)
+    extra = _job_fields(job, elapsed_ms, queue_name)
     extra["error"] = outcome.message
     log.error(
         "Failed task %s (%s, %.2fms, attempt %d of %d) with error %r; %s",
@@ -170,11 +178,19 @@ def log_outcome(log: JobLogger, job: Job, outcome: Outcome, elapsed_ms: float) -
     )
 
 
-def _job_fields(job: Job, elapsed_ms: float) -> dict[str, Any]:
+def _job_fields(
+    job: Job, elapsed_ms: float, queue_name: Callable[[int], str] | None
+) -> dict[str, Any]:
+    queue = job.queue_name
+    if queue is None and job.job_queue_id is not None and queue_name is not None:
+        try:
+            queue = queue_name(job.job_queue_id)
+        except GraphileError:
+            queue = None  # the log line matters more than its queue's name
     return {
         "job_id": job.id,
         "task": job.task_identifier,
-        "queue": job.queue_name,
+        "queue": queue,
         "attempt": job.attempts,
         "max_attempts": job.max_attempts,
         "duration_ms": round(elapsed_ms, 3),

@@ -413,7 +413,7 @@ class WorkerPool:
             self.events.worker_fatal_error(slot.worker_id, exc, job)
         finally:
             self._slots.written(slot, active)
-        log_outcome(log, job, outcome, elapsed_ms)
+        log_outcome(log, job, outcome, elapsed_ms, self._queue_name)
         return next_job
 
     def _record_and_claim(self, slot: WorkerSlot, job: Job, outcome: Outcome) -> Job | None:
