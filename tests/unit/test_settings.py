@@ -21,6 +21,10 @@ ENV_NAMES = [
     "GRAPHILE_PY_POLL_INTERVAL",
     "GRAPHILE_PY_DATABASE_URL",
     "GRAPHILE_PY_LOG_LEVEL",
+    "GRAPHILE_PY_LOG_FORMAT",
+    "GRAPHILE_PY_METRICS_PORT",
+    "GRAPHILE_PY_METRICS_HOST",
+    "GRAPHILE_PY_METRICS_INTERVAL",
 ]
 
 
@@ -134,3 +138,72 @@ def test_files_accept_schema_and_database_url_keys(tmp_path: Path) -> None:
     write(tmp_path / "graphile_py.toml", 'schema = "s1"\ndatabase_url = "postgresql://f/db"\n')
     settings = load_settings(directory=tmp_path)
     assert (settings.worker_schema, settings.database_url) == ("s1", "postgresql://f/db")
+
+
+def test_metrics_and_log_format_settings_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(directory=tmp_path)
+    assert (settings.metrics_port, settings.metrics_host, settings.metrics_interval) == (
+        None,
+        "127.0.0.1",
+        15.0,
+    )
+    assert settings.log_format == "text"
+
+    write(
+        tmp_path / "pyproject.toml",
+        '[tool.graphile-py]\nmetrics_port = 9000\nmetrics_host = "::1"\nlog_format = "json"\n',
+    )
+    settings = load_settings(directory=tmp_path)
+    assert (settings.metrics_port, settings.metrics_host, settings.log_format) == (
+        9000,
+        "::1",
+        "json",
+    )
+
+    write(tmp_path / "graphile_py.toml", "metrics_port = 9001\nmetrics_interval = 5\n")
+    settings = load_settings(directory=tmp_path)
+    assert (settings.metrics_port, settings.metrics_host, settings.metrics_interval) == (
+        9001,
+        "::1",
+        5.0,
+    )
+
+    monkeypatch.setenv("GRAPHILE_PY_METRICS_PORT", "9002")
+    monkeypatch.setenv("GRAPHILE_PY_METRICS_HOST", "0.0.0.0")
+    monkeypatch.setenv("GRAPHILE_PY_LOG_FORMAT", "text")
+    settings = load_settings(directory=tmp_path)
+    assert (settings.metrics_port, settings.metrics_host, settings.log_format) == (
+        9002,
+        "0.0.0.0",
+        "text",
+    )
+
+    settings = load_settings(
+        {"metrics_port": 9003, "metrics_host": "127.0.0.2", "log_format": "json"},
+        directory=tmp_path,
+    )
+    assert (settings.metrics_port, settings.metrics_host, settings.log_format) == (
+        9003,
+        "127.0.0.2",
+        "json",
+    )
+    assert settings.metrics_interval == 5.0
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("metrics_port", "70000"),
+        ("metrics_port", "-1"),
+        ("metrics_interval", "0"),
+        ("log_format", "xml"),
+    ],
+)
+def test_invalid_metrics_and_log_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str
+) -> None:
+    monkeypatch.setenv("GRAPHILE_PY_" + name.upper(), text)
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings(directory=tmp_path)
