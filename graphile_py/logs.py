@@ -94,8 +94,8 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: int = logging.INFO, log_format: LogFormat = "text") -> None:
     """Send graphile-py's logs to stderr, as readable lines or as JSON lines.
 
-    With ``json``, other libraries' warnings (psycopg's pool, for one) go through the
-    same handler, so that every line on stderr is JSON.
+    With ``json``, other libraries' log warnings (psycopg's pool, for one) and Python
+    warnings go through the same handler, so that every log line on stderr is JSON.
     """
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
@@ -103,6 +103,7 @@ def configure_logging(level: int = logging.INFO, log_format: LogFormat = "text")
         other = logging.getLogger()
         other.handlers[:] = [handler]
         other.setLevel(max(level, logging.WARNING))
+        logging.captureWarnings(True)
     else:
         handler.setFormatter(
             _ContextFormatter("%(asctime)s [%(scope)s] %(levelname)s: %(message)s")
