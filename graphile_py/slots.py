@@ -31,19 +31,49 @@ class JobState(Enum):
     ABANDONED = "abandoned"  # shutdown or a time limit failed the job first
 
 
-class ActiveJob:
-    """A job a worker is running, with what is needed to stop it or wait for it."""
+# Guards the lazy creation of ActiveJob.abort; held only for a moment, and rarely.
+_abort_lock = threading.Lock()
 
-    __slots__ = ("abort", "deadline", "job", "state", "timeout", "written")
+
+class ActiveJob:
+    """A job a worker is running, with what is needed to stop it or wait for it.
+
+    Its abort event is created only when someone asks for it (a task reading
+    ``helpers.abort_event``): two ``threading.Event``s per job were a visible cost.
+    """
+
+    __slots__ = ("_abort", "abort_requested", "deadline", "job", "state", "timeout", "written")
 
     def __init__(self, job: Job, timeout: float | None) -> None:
         self.job = job
         self.state = JobState.RUNNING
-        self.written = threading.Event()
-        #: Set when the task should stop: shutdown, or its time limit passed.
-        self.abort = threading.Event()
+        #: The outcome is recorded (or handed to a batch writer); see SlotTable.written.
+        self.written = False
+        self.abort_requested = False
+        self._abort: threading.Event | None = None
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout if timeout is not None else None
+
+    @property
+    def abort(self) -> threading.Event:
+        """Set when the task should stop: shutdown, or its time limit passed."""
+        event = self._abort
+        if event is None:
+            with _abort_lock:
+                event = self._abort
+                if event is None:
+                    event = self._abort = threading.Event()
+                    if self.abort_requested:
+                        event.set()
+        return event
+
+    def request_abort(self) -> None:
+        """Ask the task to stop (sets ``abort`` now or when it is first asked for)."""
+        with _abort_lock:
+            self.abort_requested = True
+            event = self._abort
+        if event is not None:
+            event.set()
 
 
 class SlotOwner(Protocol):
@@ -124,6 +154,8 @@ class SlotTable:
     def __init__(self, make_slot: Callable[[], WorkerSlot], count: int) -> None:
         self._make_slot = make_slot
         self._lock = threading.Lock()
+        # Notified when a job's outcome is written: shutdown waits on it.
+        self._written = threading.Condition(self._lock)
         self._slots = [make_slot() for _ in range(count)]
         self._abort_all = threading.Event()
 
@@ -142,7 +174,7 @@ class SlotTable:
         active = ActiveJob(job, timeout)
         with self._lock:
             if self._abort_all.is_set():
-                active.abort.set()
+                active.request_abort()
             slot.active = active
         return active
 
@@ -156,12 +188,13 @@ class SlotTable:
             active.state = JobState.WRITING
             return True
 
-    def written(self, slot: WorkerSlot, active: ActiveJob) -> None:
+    def written(self, slot: WorkerSlot | None, active: ActiveJob) -> None:
         """The outcome is recorded (or handed to a batch writer)."""
-        with self._lock:
-            if slot.active is active:
+        with self._written:
+            if slot is not None and slot.active is active:
                 slot.active = None
-        active.written.set()
+            active.written = True
+            self._written.notify_all()
 
     def abort_all(self) -> None:
         """Set the abort event of every running job, and of jobs started from now on."""
@@ -169,7 +202,7 @@ class SlotTable:
             self._abort_all.set()
             for slot in self._slots:
                 if slot.active is not None:
-                    slot.active.abort.set()
+                    slot.active.request_abort()
 
     def abandon_running(self) -> list[Job]:
         """Mark every job whose task is still running as abandoned; return them."""
@@ -185,15 +218,13 @@ class SlotTable:
 
     def wait_for_writes(self, timeout: float) -> None:
         """Wait (at most ``timeout`` in all) for outcomes being recorded right now."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
+        with self._written:
             writing = [
                 slot.active
                 for slot in self._slots
                 if slot.active is not None and slot.active.state is JobState.WRITING
             ]
-        for active in writing:
-            active.written.wait(max(0.0, deadline - time.monotonic()))
+            self._written.wait_for(lambda: all(active.written for active in writing), timeout)
 
     def others_busy(self, slot: WorkerSlot) -> bool:
         """True if a slot other than ``slot`` is running a job."""
@@ -211,14 +242,14 @@ class SlotTable:
                     continue
                 if active.state is not JobState.RUNNING:
                     continue
-                if not active.abort.is_set():
+                if not active.abort_requested:
                     slot.log.warning(
                         "Task %s (%s) passed its time limit of %gs; asking it to stop",
                         active.job.id,
                         active.job.task_identifier,
                         active.timeout,
                     )
-                    active.abort.set()
+                    active.request_abort()
                 if now >= active.deadline + grace:
                     active.state = JobState.ABANDONED
                     slot.retired = True

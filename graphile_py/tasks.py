@@ -182,19 +182,30 @@ class JobHelpers:
         pool: ConnectionPool[psycopg.Connection[Any]],
         schema: str,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-        abort_event: threading.Event,
+        abort_event: threading.Event | Callable[[], threading.Event],
         worker_id: str,
         queue_name_lookup: Callable[[int], str] | None = None,
         use_node_time: bool = False,
     ) -> None:
         self.job = job
         self.logger = logger
-        self.abort_event = abort_event
+        # An event, or what makes it when a task first asks (most tasks never do).
+        self._abort_source = abort_event
         self.worker_id = worker_id
         self._pool = pool
         self._schema = schema
         self._queue_name_lookup = queue_name_lookup
         self._use_node_time = use_node_time
+
+    @property
+    def abort_event(self) -> threading.Event:
+        """Set when this job should stop; wait on it or check it in a long task."""
+        source = self._abort_source
+        if isinstance(source, threading.Event):
+            return source
+        event = source()
+        self._abort_source = event
+        return event
 
     @property
     def aborted(self) -> bool:

@@ -381,7 +381,7 @@ class WorkerPool:
             pool=self._require_pool(),
             schema=self.options.schema,
             logger=log,
-            abort_event=active.abort,
+            abort_event=lambda: active.abort,
             worker_id=slot.worker_id,
             queue_name_lookup=self._queue_name,
             use_node_time=self.options.use_node_time,
@@ -523,7 +523,7 @@ class WorkerPool:
             logger.error("Could not fail timed-out job %s: %s", job.id, exc)
         error = TimeoutError(message)
         self._emit_outcome(worker_id, job, Outcome(error=error, message=message))
-        active.written.set()
+        self._slots.written(None, active)
 
     # -- shutdown ------------------------------------------------------------------------
 
