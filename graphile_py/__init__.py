@@ -28,7 +28,7 @@ from graphile_py.errors import (
     UnsupportedPostgresVersion,
     WorkerError,
 )
-from graphile_py.events import WorkerEvents
+from graphile_py.events import CombinedEvents, WorkerEvents, combine_events
 from graphile_py.inspection import (
     CronStatus,
     Inspector,
@@ -51,6 +51,7 @@ __all__ = [
     "CLEANUP_TASKS",
     "EXIT_INCOMPATIBLE_SCHEMA",
     "CleanupTask",
+    "CombinedEvents",
     "ConfigurationError",
     "ConnectError",
     "CronItem",
@@ -75,6 +76,7 @@ __all__ = [
     "JobState",
     "LockHolder",
     "LockedJobsBlockMigration",
+    "MetricsServer",
     "MigrationError",
     "MigrationReport",
     "PayloadError",
@@ -88,6 +90,7 @@ __all__ = [
     "UnsupportedPostgresVersion",
     "WorkerError",
     "WorkerEvents",
+    "WorkerMetrics",
     "WorkerOptions",
     "WorkerPool",
     "WorkerUtils",
@@ -95,6 +98,7 @@ __all__ = [
     "add_job_async",
     "add_jobs",
     "add_jobs_async",
+    "combine_events",
     "cron_item",
     "latest_known_migration",
     "load_crontab_file",
@@ -103,15 +107,22 @@ __all__ = [
     "parse_crontab",
     "run_once",
     "run_worker",
+    "serve_metrics",
 ]
 
 if _typing.TYPE_CHECKING:
     from graphile_py.cron import CronScheduler, load_crontab_file
     from graphile_py.crontab import CronItem, cron_item, parse_crontab
+    from graphile_py.health import MetricsServer, serve_metrics
+    from graphile_py.metrics import WorkerMetrics
 
 # Cron (and its JSON5 parser) loads on first use: most processes never need it, and
-# start-up time matters for short-lived commands such as `worker --once`.
+# start-up time matters for short-lived commands such as `worker --once`. Metrics need
+# the optional `metrics` extra, so they load on first use too.
 _LAZY = {
+    "MetricsServer": "graphile_py.health",
+    "serve_metrics": "graphile_py.health",
+    "WorkerMetrics": "graphile_py.metrics",
     "CronScheduler": "graphile_py.cron",
     "load_crontab_file": "graphile_py.cron",
     "CronItem": "graphile_py.crontab",
