@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from graphile_py.dashboard.sampler import Sample, Sampler
 from graphile_py.inspection import (
@@ -33,7 +33,9 @@ __all__ = ["API_PREFIX", "DashboardContext", "router", "version"]
 
 API_PREFIX = "/api/v1"
 
-MAX_BIGINT = 2**63 - 1
+#: The largest job id the API accepts: JavaScript's largest exact integer, so that an id
+#: survives a round trip through the page (a sequence would take centuries to get there).
+MAX_ID = 2**53 - 1
 # Query and path strings: no NUL (PostgreSQL cannot store it) and a sane length.
 NoNul = r"^[^\x00]*$"
 
@@ -56,7 +58,7 @@ def _context(request: Request) -> DashboardContext:
 
 router = APIRouter(prefix=API_PREFIX)
 
-JobId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The job's id.")]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NoNul)]
 
 
@@ -287,28 +289,25 @@ class JobQuery(BaseModel):
     state: JobState | None = None
     key: Annotated[str, Field(max_length=512, pattern=NoNul)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
-    before_id: Annotated[int, Field(ge=1, le=MAX_BIGINT)] | None = None
+    before_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
-class RetryIn(BaseModel):
-    """Which jobs to retry: ``ids``, or ``all_failed`` (optionally of one task / queue)."""
+class RetryIds(BaseModel):
+    """Retry these jobs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: (
-        Annotated[list[Annotated[int, Field(ge=1, le=MAX_BIGINT)]], Field(max_length=1000)] | None
-    ) = None
-    all_failed: bool = False
+    ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(max_length=1000)]
+
+
+class RetryFailed(BaseModel):
+    """Retry every permanently failed job, of one task and/or queue if given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all_failed: Literal[True]
     task: Name | None = None
     queue: Name | None = None
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Self:
-        if (self.ids is None) == (not self.all_failed):
-            raise ValueError("give either ids or all_failed: true")
-        if self.ids is not None and (self.task or self.queue):
-            raise ValueError("task and queue only go with all_failed")
-        return self
 
 
 class RescheduleIn(BaseModel):
@@ -461,10 +460,10 @@ def add_job(request: Request, job: EnqueueIn) -> JobDetailOut:
 
 
 @router.post("/jobs/retry", response_model=BulkOut, tags=["actions"])
-def retry_many(request: Request, which: RetryIn) -> BulkOut:
+def retry_many(request: Request, which: Annotated[RetryIds | RetryFailed, Body()]) -> BulkOut:
     """Retry the listed jobs, or every permanently failed one (of a task / queue)."""
     inspector = _context(request).inspector
-    if which.ids is not None:
+    if isinstance(which, RetryIds):
         wanted = list(dict.fromkeys(which.ids))
         changed = [job.id for job in inspector.retry_jobs(wanted)] if wanted else []
         return BulkOut(changed=changed, skipped=[i for i in wanted if i not in set(changed)])

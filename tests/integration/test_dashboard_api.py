@@ -342,6 +342,7 @@ def test_enqueue_then_list(client: httpx.Client) -> None:
         ("GET", "/api/v1/jobs/abc", None),
         ("GET", "/api/v1/jobs/0", None),
         ("GET", "/api/v1/jobs/99999999999999999999", None),
+        ("GET", "/api/v1/jobs/9007199254740992", None),
         ("GET", "/api/v1/metrics/history?bucket=-5", None),
         ("POST", "/api/v1/jobs", {}),
         ("POST", "/api/v1/jobs", {"task": ""}),
