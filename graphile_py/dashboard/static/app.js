@@ -263,7 +263,8 @@ function renderChart(history) {
     }
     bars.push({ slot, point });
   }
-  const width = 720, height = 180, left = 40, bottom = 20, top = 8;
+  // Drawn at the container's own width, so text keeps its size instead of scaling.
+  const width = Math.max(chart.clientWidth, 320), height = 200, left = 40, bottom = 20, top = 8;
   const plotW = width - left - 8, plotH = height - bottom - top;
   const barW = plotW / slots;
   const y = (value) => top + plotH - (value / max) * plotH;

@@ -1,0 +1,194 @@
+"""The dashboard page in a real headless Chromium, with a real worker on the same database.
+
+A job whose task fails until a file exists, with one attempt, fails permanently; the
+page shows it; we fix the cause, press Retry, and watch the worker run it and the page
+update. Screenshots go to $GRAPHILE_PY_TEST_ARTIFACTS (default: artifacts/ at the
+repository root).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphile_py import WorkerUtils
+from graphile_py.dashboard import create_app
+from graphile_py.dashboard.server import BackgroundServer
+from tests.support import TestDatabase, unavailable
+from tests.support.workers import running_pool, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def artifacts_dir() -> Path:
+    directory = Path(os.environ.get("GRAPHILE_PY_TEST_ARTIFACTS") or REPO_ROOT / "artifacts")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        unavailable(f"Chromium is not installed at {CHROMIUM}")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page that records script errors (a CSP violation is one) and failed loads.
+
+    API answers such as 404 for a job that has just completed are part of the page's
+    normal life, so only failures to load the page's own files are recorded.
+    """
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    page = context.new_page()
+    page.console_errors = []
+
+    def console(message: Any) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            page.console_errors.append(message.text)
+
+    def response(answer: Any) -> None:
+        if answer.status >= 400 and "/api/" not in answer.url:
+            page.console_errors.append(f"{answer.status} {answer.url}")
+
+    page.on("console", console)
+    page.on("response", response)
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def utils(db: TestDatabase) -> Iterator[WorkerUtils]:
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        yield utils
+
+
+def test_a_failed_job_is_retried_from_the_page(
+    db: TestDatabase, utils: WorkerUtils, page: Any, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    runs: list[str] = []
+
+    def flaky_export(payload: Any, helpers: Any) -> None:
+        runs.append("run")
+        if not fixed.exists():
+            raise RuntimeError(f"export to {payload['bucket']} failed: bucket is read-only")
+
+    def ok(payload: Any, helpers: Any) -> None:
+        pass
+
+    app = create_app(utils, allow_actions=True, sample_interval=0.5)
+    with (
+        BackgroundServer(app) as server,
+        running_pool(
+            db, {"flaky_export": flaky_export, "ok": ok}, concurrency=2, poll_interval=0.5
+        ),
+    ):
+        for n in range(3):
+            utils.add_job("ok", {"n": n})
+        job = utils.add_job("flaky_export", {"bucket": "s3://reports"}, max_attempts=1)
+        wait_for(lambda: len(runs) == 1, timeout=20)
+
+        page.goto(server.url + "/")
+        row = page.locator(f'tr.job-row[data-job-id="{job.id}"]')
+        sync_api.expect(row).to_have_attribute("data-state", "failed")
+        sync_api.expect(page.locator('[data-state="failed"] .card-value')).to_have_text("1")
+        sync_api.expect(page.locator("#mode")).to_have_text("actions allowed")
+        row.click()
+        sync_api.expect(page.locator("#detail-error")).to_contain_text("bucket is read-only")
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text("s3://reports")
+        sync_api.expect(page.locator("#chart-legend")).to_contain_text("1 failed")
+        sync_api.expect(page.locator("#chart-legend")).to_contain_text("3 completed")
+        page.screenshot(path=str(artifacts_dir() / "dashboard-failed-job.png"), full_page=True)
+
+        fixed.touch()
+        page.locator("#retry").click()
+        sync_api.expect(page.locator("#banner")).to_contain_text(f"Job {job.id} will run now")
+        wait_for(lambda: len(runs) == 2, timeout=20)
+        # The auto-refresh (every 5 s) catches up with the worker.
+        sync_api.expect(row).to_have_count(0, timeout=20_000)
+        sync_api.expect(page.locator('[data-state="failed"] .card-value')).to_have_text("0")
+        sync_api.expect(page.locator('[data-state="total"] .card-value')).to_have_text("0")
+        sync_api.expect(page.locator("#chart-legend")).to_contain_text("4 completed")
+        sync_api.expect(page.locator("#detail")).to_be_hidden()
+        page.screenshot(path=str(artifacts_dir() / "dashboard-after-retry.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_read_only_page_hides_the_buttons(utils: WorkerUtils, page: Any) -> None:
+    job = utils.add_job("report", {"month": "2026-11"})
+    with BackgroundServer(create_app(utils, allow_actions=False)) as server:
+        page.goto(server.url + "/")
+        sync_api.expect(page.locator("#mode")).to_have_text("read-only")
+        page.locator(f'tr.job-row[data-job-id="{job.id}"]').click()
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text("2026-11")
+        sync_api.expect(page.locator("#detail-actions")).to_be_hidden()
+        sync_api.expect(page.locator("#retry-failed")).to_be_hidden()
+        sync_api.expect(page.locator("#add-job")).to_be_hidden()
+    assert page.console_errors == []
+
+
+def test_token_from_the_url_is_kept_for_the_session_and_removed_from_the_url(
+    utils: WorkerUtils, page: Any
+) -> None:
+    utils.add_job("report")
+    with BackgroundServer(create_app(utils, allow_actions=True, token="tök3n")) as server:
+        page.goto(server.url + "/")
+        sync_api.expect(page.locator("#login")).to_be_visible()  # no token yet: asks for one
+        page.goto(server.url + "/?token=t%C3%B6k3n")
+        sync_api.expect(page.locator(".job-row")).to_have_count(1)
+        assert "token" not in page.url
+        page.reload()  # sessionStorage keeps it
+        sync_api.expect(page.locator(".job-row")).to_have_count(1)
+        sync_api.expect(page.locator("#login")).to_be_hidden()
+    assert page.console_errors == []
+
+
+def test_filters_and_enqueue_from_the_page(utils: WorkerUtils, page: Any) -> None:
+    for n in range(3):
+        utils.add_job("alpha", {"n": n})
+    utils.add_job("beta", queue_name="serial")
+    with BackgroundServer(create_app(utils, allow_actions=True)) as server:
+        page.goto(server.url + "/")
+        sync_api.expect(page.locator(".job-row")).to_have_count(4)
+        page.locator("#tasks-table a", has_text="alpha").click()
+        sync_api.expect(page.locator(".job-row")).to_have_count(3)
+        page.locator("#filters button[type=reset]").click()
+        sync_api.expect(page.locator(".job-row")).to_have_count(4)
+
+        page.locator("#add-job summary").click()
+        form = page.locator("#add-form")
+        form.locator("[name=task]").fill("gamma")
+        form.locator("[name=queue]").fill("serial")
+        form.locator("[name=payload]").fill('{"hello": "world"}')
+        form.locator("button[type=submit]").click()
+        sync_api.expect(page.locator(".job-row")).to_have_count(5)
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text('"hello": "world"')
+        sync_api.expect(page.locator("#queues-table")).to_contain_text("serial")
+    [added] = [r for r in utils_jobs(utils) if r["task_identifier"] == "gamma"]
+    assert added["queue_name"] == "serial"
+    assert page.console_errors == []
+
+
+def utils_jobs(utils: WorkerUtils) -> list[dict[str, Any]]:
+    from graphile_py.inspection import Inspector
+
+    return [
+        {"task_identifier": r.job.task_identifier, "queue_name": r.job.queue_name}
+        for r in Inspector(utils).list_jobs()
+    ]
