@@ -112,8 +112,8 @@ def dashboard(
         app = create_app(
             utils,
             allow_actions=actions,
-            token=token or None,
-            basic_auth=basic_auth or None,
+            token=token,
+            basic_auth=basic_auth,
             allowed_hosts=LOOPBACK_HOSTS if loopback else None,
             crontab=crontab,
             sample_interval=sample_interval,
