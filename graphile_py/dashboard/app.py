@@ -297,6 +297,8 @@ def _status_for(exc: GraphileError) -> tuple[int, str]:
         state = exc.sqlstate or ""
         if state[:2] in {"22", "23"}:  # data exceptions, constraint violations: bad input
             return 400, "rejected"
+        if state == "42501":  # the dashboard's database role may not do this
+            return 403, "forbidden_by_database"
         return 503, "database_error"
     return 400, "rejected"
 

@@ -513,3 +513,36 @@ def test_the_sampler_stops_with_the_server(utils: WorkerUtils) -> None:
     count = len(sampler.samples())
     time.sleep(0.4)
     assert len(sampler.samples()) == count
+
+
+def test_a_role_that_may_only_read_gets_403_for_actions(db: TestDatabase, jobs: Jobs) -> None:
+    from tests.reliability.helpers import login_role
+    from tests.support import admin_connection
+
+    with login_role(db, "gpy_dash_reader") as (role, dsn):
+        with admin_connection() as conn:
+            # The private tables have row-level security: only the owner, or a role that
+            # bypasses it, sees their rows.
+            conn.execute(sql.SQL("alter role {} bypassrls").format(sql.Identifier(role)))
+        with db.connect() as conn:
+            schema = sql.Identifier(db.schema)
+            role_name = sql.Identifier(role)
+            conn.execute(sql.SQL("grant usage on schema {} to {}").format(schema, role_name))
+            for kind in ("tables", "sequences"):
+                conn.execute(
+                    sql.SQL("grant select on all " + kind + " in schema {} to {}").format(
+                        schema, role_name
+                    )
+                )
+        with (
+            WorkerUtils(dsn, schema=db.schema, run_migrations=False) as reader,
+            serve(reader) as client,
+        ):
+            assert client.get("/api/v1/stats").json()["totals"]["failed"] == 1
+            wait_for(lambda: client.get("/api/v1/metrics/history").json()["points"])
+            assert client.get("/api/v1/metrics/history").json()["last_error"] is None
+            refused = client.post(f"/api/v1/jobs/{jobs.failed}/retry", headers=JSON)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"] == "forbidden_by_database"
+            added = client.post("/api/v1/jobs", json={"task": "t"})
+            assert added.status_code == 403, added.text
