@@ -243,6 +243,13 @@ function renderDetail(job) {
   for (const id of ["retry", "reschedule", "remove"]) $(id).disabled = job.state === "running";
 }
 
+// The smallest of 1, 2, 5, 10, 20, 50, ... at or above value, for round axis labels.
+function niceCeiling(value) {
+  const power = 10 ** Math.floor(Math.log10(Math.max(value, 1)));
+  for (const step of [1, 2, 5, 10]) if (value <= step * power) return step * power;
+  return 10 * power;
+}
+
 function renderChart(history) {
   const chart = $("chart");
   const bucketMs = history.bucket * 1000;
@@ -264,6 +271,7 @@ function renderChart(history) {
     bars.push({ slot, point });
   }
   // Drawn at the container's own width, so text keeps its size instead of scaling.
+  max = niceCeiling(max);
   const width = Math.max(chart.clientWidth, 320), height = 200, left = 40, bottom = 20, top = 8;
   const plotW = width - left - 8, plotH = height - bottom - top;
   const barW = plotW / slots;
