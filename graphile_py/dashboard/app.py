@@ -21,6 +21,7 @@ may not be framed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -125,7 +126,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sampler.start()
+        await asyncio.to_thread(sampler.start)  # its first sample reads the database
         try:
             yield
         finally:

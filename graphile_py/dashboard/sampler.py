@@ -85,10 +85,16 @@ class Sampler:
         return self._last_error
 
     def start(self) -> None:
-        """Take a first sample in the background and keep sampling until :meth:`stop`."""
+        """Take a first sample now, then keep sampling on a thread until :meth:`stop`.
+
+        The first sample is the baseline the next ones are compared with, so it is taken
+        before this returns: what happens after ``start()`` is counted. A failure is
+        recorded in :attr:`last_error` rather than raised; sampling goes on regardless.
+        """
         if self._thread is not None:
             return
         self._stop.clear()
+        self._sample_quietly()
         self._thread = threading.Thread(
             target=self._run, name="graphile-py-dashboard-sampler", daemon=True
         )
@@ -143,20 +149,21 @@ class Sampler:
         return merged
 
     def _run(self) -> None:
-        while True:
-            try:
-                self.sample_once()
-            except GraphileError as exc:
-                if str(exc) != self._last_error:
-                    logger.warning("dashboard sampler: %s", exc)
-                self._last_error = str(exc)
-            except Exception:  # the thread must survive whatever one sample does
-                logger.exception("dashboard sampler: unexpected error")
-                self._last_error = "unexpected error (see the log)"
-            else:
-                self._last_error = None
-            if self._stop.wait(self.interval):
-                return
+        while not self._stop.wait(self.interval):
+            self._sample_quietly()
+
+    def _sample_quietly(self) -> None:
+        try:
+            self.sample_once()
+        except GraphileError as exc:
+            if str(exc) != self._last_error:
+                logger.warning("dashboard sampler: %s", exc)
+            self._last_error = str(exc)
+        except Exception:  # the thread must survive whatever one sample does
+            logger.exception("dashboard sampler: unexpected error")
+            self._last_error = "unexpected error (see the log)"
+        else:
+            self._last_error = None
 
 
 def _derive(previous: RawSample | None, raw: RawSample) -> Sample:

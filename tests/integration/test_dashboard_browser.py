@@ -25,6 +25,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 sync_api = pytest.importorskip("playwright.sync_api")
+# The page refreshes every 5 s: give expectations a few refreshes to come true.
+sync_api.expect.set_options(timeout=20_000)
 
 
 def artifacts_dir() -> Path:
@@ -99,6 +101,8 @@ def test_a_failed_job_is_retried_from_the_page(
             db, {"flaky_export": flaky_export, "ok": ok}, concurrency=2, poll_interval=0.5
         ),
     ):
+        # The sampler's first sample is the baseline: jobs added before it are not "created".
+        wait_for(app.state.dashboard.sampler.samples, timeout=10)
         for n in range(3):
             utils.add_job("ok", {"n": n})
         job = utils.add_job("flaky_export", {"bucket": "s3://reports"}, max_attempts=1)
