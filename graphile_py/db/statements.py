@@ -500,14 +500,9 @@ class Statements:
         now: datetime | None = None,
     ) -> list[Row]:
         """Lock up to ``batch_size`` ready jobs for ``pool_id`` and return their rows."""
-        params: dict[str, Any] = {"pool": pool_id, "task_ids": list(task_ids), "limit": batch_size}
-        flags = bool(forbidden_flags)
-        if flags:
-            params["flags"] = list(forbidden_flags or ())
-        if now is not None:
-            params["now"] = now
+        params = _claim_params(pool_id, task_ids, batch_size, forbidden_flags, now)
         statement = self.claim_statement(
-            batch=batch_size > 1, flags=flags, node_time=now is not None
+            batch=batch_size > 1, flags="flags" in params, node_time=now is not None
         )
         with map_db_errors("Claiming jobs"), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(statement, params)
@@ -530,19 +525,10 @@ class Statements:
         for a job of a named queue: the queue would be released and taken back in one
         transaction, and no other pool would ever see it free.
         """
-        params: dict[str, Any] = {
-            "done": done_id,
-            "pool": pool_id,
-            "task_ids": list(task_ids),
-            "limit": 1,
-        }
-        flags = bool(forbidden_flags)
-        if flags:
-            params["flags"] = list(forbidden_flags or ())
-        if now is not None:
-            params["now"] = now
+        params = _claim_params(pool_id, task_ids, 1, forbidden_flags, now)
+        params["done"] = done_id
         statement = self.claim_statement(
-            batch=False, flags=flags, node_time=now is not None, complete_first=True
+            batch=False, flags="flags" in params, node_time=now is not None, complete_first=True
         )
         with (
             map_db_errors("Completing a job and claiming the next"),
@@ -643,6 +629,22 @@ class Statements:
         with map_db_errors("Looking up queue names"):
             rows = conn.execute(self.queue_names_sql, (list(ids),)).fetchall()
         return {int(queue_id): str(name) for queue_id, name in rows}
+
+
+def _claim_params(
+    pool_id: str,
+    task_ids: Sequence[int],
+    limit: int,
+    forbidden_flags: Sequence[str] | None,
+    now: datetime | None,
+) -> dict[str, Any]:
+    """The claim statement's parameters; ``flags`` and ``now`` only when they are used."""
+    params: dict[str, Any] = {"pool": pool_id, "task_ids": list(task_ids), "limit": limit}
+    if forbidden_flags:
+        params["flags"] = list(forbidden_flags)
+    if now is not None:
+        params["now"] = now
+    return params
 
 
 def _unkeyed_params(params: Sequence[Any]) -> dict[str, Any]:
