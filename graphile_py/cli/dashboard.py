@@ -6,6 +6,7 @@ the command runs, so the rest of the command line works without them.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from graphile_py.cli.group import main
 from graphile_py.errors import DatabaseError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "dashboard"]
+
+logger = logging.getLogger("graphile_py.dashboard")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -95,10 +98,10 @@ def dashboard(
     loopback = is_loopback(host)
     actions = loopback if allow_actions is None else allow_actions
     if actions and not loopback and not (token or basic_auth):
-        click.echo(
-            f"Warning: actions are enabled on {host} without --token or --basic-auth:"
-            " anyone who can reach this port can change and delete jobs.",
-            err=True,
+        logger.warning(
+            "actions are enabled on %s without --token or --basic-auth:"
+            " anyone who can reach this port can change and delete jobs",
+            host,
         )
     crontab = crontab_file.read_text() if crontab_file is not None else None
     # No migration: a dashboard only looks, and must not upgrade a shared schema.
@@ -121,12 +124,14 @@ def dashboard(
         _check_schema(app)
         shown = f"[{host}]" if ":" in host else host
         mode = "actions allowed" if actions else "read-only"
-        click.echo(f"graphile-py dashboard on http://{shown}:{port}/ ({mode})", err=True)
+        logger.info("graphile-py dashboard on http://%s:%d/ (%s)", shown, port, mode)
         uvicorn.run(
             app,
             host=host,
             port=port,
             log_level=settings.log_level,
+            # With JSON logs, uvicorn's lines go to the same JSON handler as ours.
+            log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
             server_header=False,
         )
 
