@@ -173,10 +173,6 @@ def _derive(previous: RawSample | None, raw: RawSample) -> Sample:
         seconds = (raw.taken_at - previous.taken_at).total_seconds()
         created = _growth(previous.last_id, raw.last_id)
         completed = _growth(previous.deleted, raw.deleted)
-        if completed is None:
-            # No statistics (track_counts off): what was created and is no longer there.
-            total = _total(raw) - _total(previous)
-            completed = max(0, created - total) if created is not None else None
         failed = len(raw.failures - previous.failures)
     return Sample(
         taken_at=raw.taken_at.astimezone(UTC),
@@ -200,10 +196,6 @@ def _growth(before: int | None, after: int | None) -> int | None:
         return after
     # A counter that went backwards was reset (statistics reset, sequence restarted).
     return after - before if after >= before else after
-
-
-def _total(raw: RawSample) -> int:
-    return raw.ready + raw.scheduled + raw.running + raw.retrying + raw.failed
 
 
 def _slot(sample: Sample, bucket: float) -> int:

@@ -4,12 +4,14 @@ Every few seconds the dashboard's sampler reads a handful of cheap aggregates, f
 it derives how many jobs were created, completed and failed in each interval. None of
 them needs an index or a history table:
 
-* ``last_id``: the jobs id sequence's last value (0 before its first use). Every insert takes an id, so its
-  growth counts created jobs (an ``add_job`` that replaces a keyed job takes one too).
+* ``last_id``: the jobs id sequence's last value (0 before its first use). Every
+  insert takes an id, so its growth counts created jobs (an ``add_job`` that replaces a
+  keyed job takes one too).
 * ``deleted``: PostgreSQL's cumulative count of rows deleted from ``_private_jobs``
   (``pg_stat_get_tuples_deleted``). Jobs that succeed are deleted, so its growth counts
-  completions (and jobs removed by hand or by clean-up). It lags by up to a second and
-  goes back to zero when the statistics are reset.
+  completions (and jobs removed by hand or by clean-up). It lags by up to a second,
+  goes back to zero when the statistics are reset, and stays at zero with
+  ``track_counts`` off.
 * ``failures``: ``(id, attempts)`` of every unlocked job that has failed and whose next
   run is after the previous sample. A failure always pushes ``run_at`` into the future
   and leaves a new ``attempts`` value, so the pairs that were not there last time are
