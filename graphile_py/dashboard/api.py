@@ -21,6 +21,7 @@ from graphile_py.dashboard.models import (
     Counts,
     CronOut,
     EnqueueIn,
+    ErrorOut,
     HistoryOut,
     HistoryPoint,
     InfoOut,
@@ -62,9 +63,23 @@ def _context(request: Request) -> DashboardContext:
     return context
 
 
-router = APIRouter(prefix=API_PREFIX)
+router = APIRouter(
+    prefix=API_PREFIX,
+    responses={
+        400: {"model": ErrorOut, "description": "graphile-py or the database refused it"},
+        401: {"model": ErrorOut, "description": "Credentials are missing or wrong"},
+        403: {"model": ErrorOut, "description": "Read-only, cross-site, or not allowed"},
+        503: {"model": ErrorOut, "description": "The database is unreachable or failed"},
+    },
+)
 
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
+
+
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "A running worker holds the job"}
+}
+_MISSING: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No such job"}}
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -129,7 +144,7 @@ def list_jobs(request: Request, where: Annotated[JobQuery, Query()]) -> JobListO
 @router.get(
     "/jobs/{job_id}",
     response_model=JobDetailOut,
-    responses={404: {"description": "No such job"}},
+    responses=_MISSING,
     tags=["read"],
 )
 def get_job(request: Request, job_id: JobId) -> JobDetailOut:
@@ -177,11 +192,6 @@ def history(
 
 # -- actions ---------------------------------------------------------------------------------
 
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "A running worker holds the job"}
-}
-_MISSING: dict[int | str, dict[str, Any]] = {404: {"description": "No such job"}}
-
 
 @router.post("/jobs", status_code=201, response_model=JobDetailOut, tags=["actions"])
 def add_job(request: Request, job: EnqueueIn) -> JobDetailOut:
@@ -208,7 +218,8 @@ def retry_many(request: Request, which: Annotated[RetryIds | RetryFailed, Body()
     if isinstance(which, RetryIds):
         wanted = list(dict.fromkeys(which.ids))
         changed = [job.id for job in inspector.retry_jobs(wanted)] if wanted else []
-        return BulkOut(changed=changed, skipped=[i for i in wanted if i not in set(changed)])
+        done = set(changed)
+        return BulkOut(changed=changed, skipped=[i for i in wanted if i not in done])
     retried = inspector.retry_failed(task=which.task, queue=which.queue)
     return BulkOut(changed=[job.id for job in retried], skipped=[])
 

@@ -22,6 +22,7 @@ __all__ = [
     "Counts",
     "CronOut",
     "EnqueueIn",
+    "ErrorOut",
     "HistoryOut",
     "HistoryPoint",
     "InfoOut",
@@ -296,6 +297,13 @@ class RescheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_at: AwareDatetime
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a short machine-readable code and a message for people."""
+
+    error: str
+    message: str
 
 
 class BulkOut(BaseModel):
