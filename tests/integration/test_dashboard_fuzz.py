@@ -3,8 +3,9 @@
 Schemathesis reads ``/api/v1/openapi.json`` from a real dashboard server backed by this
 test's database (seeded with jobs in every state, so small generated ids hit real jobs),
 generates valid and invalid requests for each operation, and sends them over HTTP. The
-property checked is the one the API promises for any input: no 5xx answer. Bounded and
-derandomized, so a run is short and repeatable.
+properties checked: no 5xx answer for any input (the API's promise), and every answer
+has a status code and a body shape that the document declares. Bounded and derandomized,
+so a run is short and repeatable.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case, GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from graphile_py import WorkerUtils
 from graphile_py.dashboard import create_app
@@ -28,6 +33,9 @@ from tests.support.workers import run_once
 
 #: Examples per operation and mode: about a minute for the whole API on two shared cores.
 MAX_EXAMPLES = 40
+
+#: No 5xx for any input; and every answer is one the document declares, in its shape.
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 #: Every operation, and whether it takes input (only those get invalid-input examples).
 OPERATIONS = {
@@ -98,7 +106,7 @@ def test_no_request_gets_a_server_error(api: Any, label: str, mode: GenerationMo
         # stop at the CSRF guard and the handler behind it would never be fuzzed.
         response = case.call(headers={"X-Requested-With": "schemathesis"})
         statuses[response.status_code] += 1
-        case.validate_response(response, checks=[not_a_server_error])
+        case.validate_response(response, checks=CHECKS)
 
     check()
     print(f"{label} {mode.value}: {sorted(statuses.items())}")
