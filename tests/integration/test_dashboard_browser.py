@@ -18,6 +18,7 @@ import pytest
 from graphile_py import WorkerUtils
 from graphile_py.dashboard import create_app
 from graphile_py.dashboard.server import BackgroundServer
+from graphile_py.inspection import Inspector
 from tests.support import TestDatabase, unavailable
 from tests.support.workers import running_pool, wait_for
 
@@ -190,9 +191,39 @@ def test_filters_and_enqueue_from_the_page(utils: WorkerUtils, page: Any) -> Non
 
 
 def utils_jobs(utils: WorkerUtils) -> list[dict[str, Any]]:
-    from graphile_py.inspection import Inspector
-
     return [
         {"task_identifier": r.job.task_identifier, "queue_name": r.job.queue_name}
         for r in Inspector(utils).list_jobs()
     ]
+
+
+def test_reschedule_and_remove_from_the_page(utils: WorkerUtils, page: Any) -> None:
+    keep = utils.add_job("report", {"month": "2026-10"})
+    drop = utils.add_job("report", {"month": "2026-11"})
+    dialogs: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    with BackgroundServer(create_app(utils, allow_actions=True)) as server:
+        page.goto(server.url + "/")
+        page.locator(f'tr.job-row[data-job-id="{keep.id}"]').click()
+        page.locator("#reschedule-at").fill("2031-02-03T04:05:06")
+        page.locator("#reschedule").click()
+        sync_api.expect(page.locator("#banner")).to_contain_text(f"Job {keep.id} rescheduled")
+        row = page.locator(f'tr.job-row[data-job-id="{keep.id}"]')
+        sync_api.expect(row).to_have_attribute("data-state", "scheduled")
+
+        page.locator(f'tr.job-row[data-job-id="{drop.id}"]').click()
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text("2026-11")
+        page.locator("#remove").click()
+        sync_api.expect(page.locator("#banner")).to_contain_text(f"Job {drop.id} removed")
+        sync_api.expect(page.locator(f'tr.job-row[data-job-id="{drop.id}"]')).to_have_count(0)
+    assert dialogs == [f"Remove job {drop.id}? This cannot be undone."]
+    record = Inspector(utils).get_job(keep.id)
+    assert record is not None and record.job.run_at is not None
+    assert record.job.run_at.year == 2031
+    assert Inspector(utils).get_job(drop.id) is None
+    assert page.console_errors == []
