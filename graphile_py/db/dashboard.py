@@ -36,7 +36,8 @@ from graphile_py.db.translate import map_db_errors
 
 __all__ = ["MAX_FAILURE_PAIRS", "DashboardStatements", "RawSample", "dashboard_statements_for"]
 
-#: At most this many recent failures are read per sample (more are counted as this many).
+#: At most this many failed jobs are read per sample, latest run_at first (a failure
+#: pushes run_at into the future, so the newest failures come first).
 MAX_FAILURE_PAIRS = 10_000
 
 
@@ -80,7 +81,7 @@ class DashboardStatements:
             " from (select id, attempts from {schema}._private_jobs"
             " where locked_at is null and last_error is not null and attempts > 0"
             " and run_at > coalesce(%(since)s::timestamptz, '-infinity')"
-            " limit %(max_pairs)s::int) as recent) as failures,"
+            " order by run_at desc limit %(max_pairs)s::int) as recent) as failures,"
             " counts.*"
             " from (select"
             " count(*) filter (where classified.state = 'ready') as ready,"
