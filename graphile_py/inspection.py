@@ -20,7 +20,7 @@ import enum
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from graphile_py.admin import LockHolder, WorkerUtils
@@ -57,6 +57,23 @@ class JobState(enum.StrEnum):
     RUNNING = "running"
     RETRYING = "retrying"
     FAILED = "failed"
+
+    @classmethod
+    def of(cls, job: Job, now: datetime | None = None) -> JobState:
+        """The state of ``job`` as it was read, by the same rule as the queries use.
+
+        For a job no longer in the database (an action just removed it, a worker just
+        finished it); for a job that is there, the query's answer is the one to trust.
+        """
+        if job.locked_at is not None:
+            return cls.RUNNING
+        if job.attempts >= job.max_attempts:
+            return cls.FAILED
+        if job.attempts > 0:
+            return cls.RETRYING
+        if job.run_at is not None and job.run_at > (now or datetime.now(UTC)):
+            return cls.SCHEDULED
+        return cls.READY
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
@@ -262,7 +261,7 @@ def remove(request: Request, job_id: JobId) -> JobDetailOut:
     """Delete the job; returns it as it was."""
     inspector = _context(request).inspector
     job = _act(inspector, job_id, inspector.remove_jobs)
-    return JobDetailOut.of(job, _state(job))
+    return JobDetailOut.of(job, JobState.of(job))
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -296,21 +295,8 @@ def _fresh(inspector: Inspector, job: Job) -> JobDetailOut:
     """The job as it is now; as it was returned, if a worker already finished it."""
     record = inspector.get_job(job.id)
     if record is None:
-        return JobDetailOut.of(job, _state(job))
+        return JobDetailOut.of(job, JobState.of(job))
     return JobDetailOut.of(record.job, record.state)
-
-
-def _state(job: Job) -> JobState:
-    """The state of a job as an action returned it, by the Inspector's rules."""
-    if job.locked_at is not None:
-        return JobState.RUNNING
-    if job.attempts >= job.max_attempts:
-        return JobState.FAILED
-    if job.attempts > 0:
-        return JobState.RETRYING
-    if job.run_at is not None and job.run_at > datetime.now(UTC):
-        return JobState.SCHEDULED
-    return JobState.READY
 
 
 def _cron(item: CronStatus) -> CronOut:

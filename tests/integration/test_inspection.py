@@ -99,6 +99,9 @@ def test_every_job_is_in_its_state(utils: WorkerUtils, jobs: Jobs) -> None:
         assert record is not None and record.state is state, (name, record)
     listed = {record.job.id: record.state for record in inspector.list_jobs()}
     assert listed == {getattr(jobs, name): state for name, state in EXPECTED_STATES.items()}
+    # The rule in Python (for jobs no longer in the table) agrees with the query's.
+    for record in inspector.list_jobs():
+        assert JobState.of(record.job) is record.state, record
 
 
 def test_get_job_has_every_field(utils: WorkerUtils, jobs: Jobs) -> None:
