@@ -19,7 +19,8 @@ from typing import Any, Unpack
 
 import psycopg
 
-from graphile_py.db import Row, statements_for
+from graphile_py.db import Row
+from graphile_py.db.enqueue import enqueue_statements_for
 from graphile_py.errors import DatabaseError, JobRejected
 from graphile_py.jobs import (
     Job,
@@ -72,7 +73,7 @@ def add_job(
     """
     params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    statements = statements_for(schema)
+    statements = enqueue_statements_for(schema)
     for _ in range(_KEY_RACE_RETRIES):
         row = statements.add_job(connection, params)
         if row["id"] is not None:
@@ -92,7 +93,7 @@ async def add_job_async(
     """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor)."""
     params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
-    statements = statements_for(schema)
+    statements = enqueue_statements_for(schema)
     for _ in range(_KEY_RACE_RETRIES):
         row = await statements.add_job_async(connection, params)
         if row["id"] is not None:
@@ -128,7 +129,7 @@ def add_jobs(
         return []
     specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    rows = statements_for(schema).add_jobs(
+    rows = enqueue_statements_for(schema).add_jobs(
         connection, specs_json, payloads_json, job_key_preserve_run_at
     )
     return _jobs_for_specs(rows, specs)
@@ -147,7 +148,7 @@ async def add_jobs_async(
         return []
     specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
-    rows = await statements_for(schema).add_jobs_async(
+    rows = await enqueue_statements_for(schema).add_jobs_async(
         connection, specs_json, payloads_json, job_key_preserve_run_at
     )
     return _jobs_for_specs(rows, specs)

@@ -1,4 +1,4 @@
-"""The statements of the job queue: migrations, enqueueing, the worker's hot path, admin.
+"""The statements of the job queue: migrations, the worker's hot path, admin.
 
 Composed once per worker schema and cached as bytes. The worker statements reproduce
 graphile-worker 0.18.0's client-side SQL (spec sections 3.4 to 3.9) so that Node and
@@ -17,7 +17,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.string import TextLoader
 
 from graphile_py.db.translate import map_db_errors
 from graphile_py.jobs import Job
@@ -95,67 +94,6 @@ class Statements:
         )
         self.insert_migration_sql = c(
             "insert into {schema}.migrations (id, breaking) values (%s, %s)"
-        )
-
-        self.add_job_sql = c(
-            "select * from {schema}.add_job("
-            "identifier => %s::text, payload => %s::json, queue_name => %s::text,"
-            " run_at => %s::timestamptz, max_attempts => %s::int, job_key => %s::text,"
-            " priority => %s::int, flags => %s::text[], job_key_mode => %s::text)"
-        )
-        # add_job without a job key, as one statement: what the add_job function does for
-        # it (register the task and queue names, insert, announce with count 1) without
-        # the PL/pgSQL call into add_jobs, which costs about twice the insert itself. It
-        # inserts nothing if the task or queue row is not visible in this statement's
-        # snapshot (a concurrent first use of the name); the caller then calls add_job.
-        self.add_job_unkeyed_sql = c(
-            "with new_task as (insert into {schema}._private_tasks (identifier)"
-            " select %(identifier)s::text where not exists (select 1 from"
-            " {schema}._private_tasks as known where known.identifier = %(identifier)s::text)"
-            " on conflict do nothing returning id),"
-            " task as (select id from new_task union all select id from {schema}._private_tasks"
-            " where identifier = %(identifier)s::text limit 1),"
-            " new_queue as (insert into {schema}._private_job_queues (queue_name)"
-            " select %(queue)s::text where %(queue)s::text is not null and not exists ("
-            "select 1 from {schema}._private_job_queues as known"
-            " where known.queue_name = %(queue)s::text) on conflict do nothing returning id),"
-            " queue as (select id from new_queue union all select id from"
-            " {schema}._private_job_queues where queue_name = %(queue)s::text limit 1),"
-            " announced as (select pg_notify('jobs:insert',"
-            " '{{\"r\":' || random()::text || ',\"count\":1}}') as done)"
-            " insert into {schema}._private_jobs"
-            " (job_queue_id, task_id, payload, run_at, max_attempts, key, priority, flags)"
-            " select queue.id, task.id, coalesce(%(payload)s::json, '{{}}'::json),"
-            " coalesce(%(run_at)s::timestamptz, now()),"
-            " coalesce(%(max_attempts)s::int::smallint, 25::smallint), null,"
-            " coalesce(%(priority)s::int::smallint, 0::smallint),"
-            " (select jsonb_object_agg(f.name, true) from unnest(%(flags)s::text[]) as f(name))"
-            " from task cross join announced left join queue on true"
-            " where %(queue)s::text is null or queue.id is not null"
-            " returning *"
-        )
-        # A JSON array of specs becomes job_spec[] in the database, as Node sends it.
-        # Payloads travel apart, as one JSON array whose elements are taken verbatim,
-        # because json_populate_recordset turns a json field into text and refuses \u0000.
-        self.add_jobs_sql = c(
-            "select * from {schema}.add_jobs(array("
-            "select row(spec.identifier, payload.text, spec.queue_name, spec.run_at,"
-            " spec.max_attempts, spec.job_key, spec.priority, spec.flags)::{schema}.job_spec"
-            " from json_populate_recordset(null::{schema}.job_spec, %s::json)"
-            " with ordinality as spec(identifier, payload, queue_name, run_at, max_attempts,"
-            " job_key, priority, flags, n)"
-            " join json_array_elements(%s::json) with ordinality as payload(text, n) using (n)"
-            " order by n), %s::boolean) order by id"
-        )
-        # add_jobs returns rows in no promised order, so rows are labelled with their task
-        # and queue names from the database rather than matched to specs by position.
-        # (A separate statement: the one calling add_jobs cannot see the task and queue
-        # rows that add_jobs inserts.)
-        self.names_for_ids_sql = c(
-            "select (select coalesce(json_object_agg(id, identifier), '{{}}')"
-            " from {schema}._private_tasks where id = any(%s::int[])) as tasks,"
-            " (select coalesce(json_object_agg(id, queue_name), '{{}}')"
-            " from {schema}._private_job_queues where id = any(%s::int[])) as queues"
         )
 
         self.register_tasks_sql = c(
@@ -324,82 +262,6 @@ class Statements:
             except psycopg.Error as exc:
                 exc.add_note(MIGRATION_ROW_INSERTED)
                 raise
-
-    # -- enqueueing ------------------------------------------------------------------------
-
-    def add_job(self, conn: psycopg.Connection[Any], params: Sequence[Any]) -> Row:
-        """Call ``add_job`` with the nine parameters of :func:`add_job_params`.
-
-        When ``unsafe_dedupe`` returns an existing job, its task and queue may not be
-        those of the call, so the row is labelled with its own names from the database.
-        """
-        with (
-            map_db_errors("Adding a job", adding_jobs=True),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            row = None
-            if params[5] is None:
-                cur.execute(self.add_job_unkeyed_sql, _unkeyed_params(params))
-                row = cur.fetchone()
-            if row is None:
-                cur.execute(self.add_job_sql, params)
-                row = cur.fetchone()
-            assert row is not None
-            if _deduplicated(row, params):
-                cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
-                _named([row], cur.fetchone())
-        return row
-
-    async def add_job_async(self, conn: psycopg.AsyncConnection[Any], params: Sequence[Any]) -> Row:
-        """:meth:`add_job` on an async connection."""
-        with map_db_errors("Adding a job", adding_jobs=True):
-            async with conn.cursor(row_factory=dict_row) as cur:
-                row = None
-                if params[5] is None:
-                    await cur.execute(self.add_job_unkeyed_sql, _unkeyed_params(params))
-                    row = await cur.fetchone()
-                if row is None:
-                    await cur.execute(self.add_job_sql, params)
-                    row = await cur.fetchone()
-                assert row is not None
-                if _deduplicated(row, params):
-                    await cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
-                    _named([row], await cur.fetchone())
-        return row
-
-    def add_jobs(
-        self,
-        conn: psycopg.Connection[Any],
-        specs_json: str,
-        payloads_json: str,
-        preserve_run_at: bool,
-    ) -> list[Row]:
-        """Call ``add_jobs`` with a JSON array of job specs."""
-        with map_db_errors("Adding jobs", adding_jobs=True):
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.adapters.register_loader("json", TextLoader)
-                cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
-                rows = _payloads_decoded(cur.fetchall())
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
-                return _named(rows, cur.fetchone())
-
-    async def add_jobs_async(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        specs_json: str,
-        payloads_json: str,
-        preserve_run_at: bool,
-    ) -> list[Row]:
-        """:meth:`add_jobs` on an async connection."""
-        with map_db_errors("Adding jobs", adding_jobs=True):
-            async with conn.cursor(row_factory=dict_row) as cur:
-                cur.adapters.register_loader("json", TextLoader)
-                await cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
-                rows = _payloads_decoded(await cur.fetchall())
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
-                return _named(rows, await cur.fetchone())
 
     # -- administration ------------------------------------------------------------------
 
@@ -645,53 +507,6 @@ def _claim_params(
     if now is not None:
         params["now"] = now
     return params
-
-
-def _unkeyed_params(params: Sequence[Any]) -> dict[str, Any]:
-    """The named parameters of ``add_job_unkeyed_sql`` from add_job's nine."""
-    identifier, payload, queue, run_at, max_attempts, _key, priority, flags, _mode = params
-    return {
-        "identifier": identifier,
-        "payload": payload,
-        "queue": queue,
-        "run_at": run_at,
-        "max_attempts": max_attempts,
-        "priority": priority,
-        "flags": flags,
-    }
-
-
-def _deduplicated(row: Row, params: Sequence[Any]) -> bool:
-    # params[8] is job_key_mode; a revision above 0 means an existing row came back.
-    return params[8] == "unsafe_dedupe" and row["id"] is not None and row["revision"] > 0
-
-
-def _payloads_decoded(rows: list[Row]) -> list[Row]:
-    """Decode the payloads, fetched as text, in one ``json.loads`` call for all rows.
-
-    (One call per row, as psycopg's json loader makes, costs several times more.)
-    """
-    if rows:
-        payloads = json.loads("[" + ",".join(row["payload"] for row in rows) + "]")
-        for row, payload in zip(rows, payloads, strict=True):
-            row["payload"] = payload
-    return rows
-
-
-def _ids_to_name(rows: Sequence[Row]) -> tuple[list[int], list[int]]:
-    task_ids = sorted({row["task_id"] for row in rows if row["task_id"] is not None})
-    queue_ids = sorted({row["job_queue_id"] for row in rows if row["job_queue_id"] is not None})
-    return task_ids, queue_ids
-
-
-def _named(rows: list[Row], names: Row | None) -> list[Row]:
-    assert names is not None
-    tasks, queues = names["tasks"], names["queues"]
-    for row in rows:
-        row["task_identifier"] = tasks.get(str(row["task_id"]))
-        queue_id = row["job_queue_id"]
-        row["queue_name"] = queues.get(str(queue_id)) if queue_id is not None else None
-    return rows
 
 
 def _failures_json(failures: Sequence[FailureSpec]) -> str:

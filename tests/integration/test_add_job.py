@@ -22,7 +22,7 @@ from graphile_py import (
     add_jobs,
     add_jobs_async,
 )
-from graphile_py.db import statements_for
+from graphile_py.db.enqueue import enqueue_statements_for
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows
 
@@ -194,7 +194,7 @@ def test_payload_size_limit(db: TestDatabase) -> None:
 
 
 def test_database_errors_are_translated_with_the_cause_chained(db: TestDatabase) -> None:
-    statements = statements_for(db.schema)
+    statements = enqueue_statements_for(db.schema)
     with db.connect() as conn:
         # Bypass the client-side checks to see the database's own refusals.
         with pytest.raises(JobRejected, match="longer than 128") as raised:
@@ -207,7 +207,7 @@ def test_database_errors_are_translated_with_the_cause_chained(db: TestDatabase)
             statements.add_job(conn, ("t", "{}", None, None, None, "k", None, None, "bogus"))
         assert raised_mode.value.sqlstate == "GWBKM"
 
-    missing = statements_for("no_such_schema")
+    missing = enqueue_statements_for("no_such_schema")
     with db.connect() as conn, pytest.raises(DatabaseError, match=r"42P01|does not exist"):
         missing.add_job(conn, ("t", "{}", None, None, None, None, None, None, None))
 

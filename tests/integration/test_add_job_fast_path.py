@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from graphile_py import JobRejected, add_job
-from graphile_py.db import statements_for
+from graphile_py.db.enqueue import enqueue_statements_for
 from graphile_py.sql import quote_identifier
 from tests.support import TestDatabase
 
@@ -39,7 +39,7 @@ CASES: list[dict[str, Any]] = [
 
 def _via_function(conn: psycopg.Connection[Any], schema: str, task: str, **options: Any) -> Any:
     """The add_job SQL function called directly, as Node's addJob does."""
-    statements = statements_for(schema)
+    statements = enqueue_statements_for(schema)
     payload = options.get("payload")
     params = (
         task,
@@ -115,7 +115,7 @@ def test_one_notification_with_count_one(db: TestDatabase) -> None:
 
 
 def test_refusals_are_the_functions(db: TestDatabase) -> None:
-    statements = statements_for(db.schema)
+    statements = enqueue_statements_for(db.schema)
     with db.connect() as conn:
         with pytest.raises(JobRejected, match=r"smallint|out of range"):
             statements.add_job(conn, ("t", "{}", None, None, 40000, None, None, None, None))

@@ -37,7 +37,7 @@ from graphile_py import (
     add_jobs,
     migrate,
 )
-from graphile_py.db import statements_for
+from graphile_py.db.enqueue import enqueue_statements_for
 from graphile_py.jobs import encode_payload
 from tests.reliability.helpers import login_role, run_cli
 from tests.support import TestDatabase, dsn_for
@@ -111,7 +111,7 @@ def test_add_jobs_with_one_bad_spec_adds_nothing(
 
 
 def test_add_jobs_refused_by_the_database_adds_nothing(db: TestDatabase) -> None:
-    statements = statements_for(db.schema)
+    statements = enqueue_statements_for(db.schema)
     with db.connect() as conn:
         # The same key twice in one call: refused by PostgreSQL, not by us.
         with pytest.raises(JobRejected) as raised:
