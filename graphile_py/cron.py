@@ -32,11 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg_pool import ConnectionPool
-
 from graphile_py.crontab import CronItem, js_json, parse_crontab
-from graphile_py.db import borrow
+from graphile_py.db import ConnectionSource, borrow
 from graphile_py.db.cron import CronStatements, KnownCrontab, cron_statements_for
 from graphile_py.errors import CrontabError, GraphileError
 from graphile_py.events import WorkerEvents, guarded
@@ -72,7 +69,7 @@ class CronScheduler:
         self,
         items: Sequence[CronItem],
         *,
-        pool: ConnectionPool[psycopg.Connection[Any]],
+        pool: ConnectionSource,
         schema: str,
         events: WorkerEvents | None = None,
         clock: Callable[[], datetime] = _utc_now,

@@ -189,7 +189,8 @@ class _PoolCollector:
             (
                 "graphile_py_db_pool_connections_in_use",
                 "Connections lent out (to workers, cron, tasks).",
-                size - stats.get("pool_available", 0),
+                # The lease keeps some between uses: the pool counts those as lent out.
+                size - stats.get("pool_available", 0) - pool.connections.idle,
             ),
             ("graphile_py_db_pool_max_connections", "max_pool_size.", stats.get("pool_max", 0)),
             (

@@ -94,7 +94,7 @@ def run_worker(
 
                     cron = CronScheduler(
                         crontab,
-                        pool=pool.connection_pool,
+                        pool=pool.connections,
                         schema=options.schema,
                         events=options.events,
                     )

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias, Unpack, overload
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from graphile_py.db import borrow
+from graphile_py.db import ConnectionSource, borrow
 from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import TaskLoadError
 from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
@@ -179,7 +179,7 @@ class JobHelpers:
         self,
         *,
         job: Job,
-        pool: ConnectionPool[psycopg.Connection[Any]],
+        pool: ConnectionSource,
         schema: str,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         abort_event: threading.Event | Callable[[], threading.Event],

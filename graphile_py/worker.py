@@ -29,6 +29,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from graphile_py.db import borrow, map_db_errors, statements_for
+from graphile_py.db.lease import ConnectionLease
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
     GraphileError,
@@ -85,6 +86,7 @@ class WorkerPool:
             "prepare_threshold": 0 if self.options.prepared_statements else None
         }
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._lease: ConnectionLease | None = None
         self._task_ids: list[int] = []
         self._identifier_by_task_id: dict[int, str] = {}
         self._stop_requested = threading.Event()
@@ -123,8 +125,18 @@ class WorkerPool:
 
     @property
     def connection_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        """The pool's connections (for companions such as cron); started by :meth:`start`."""
+        """The psycopg pool behind the worker (for its statistics); see :attr:`connections`."""
         return self._require_pool()
+
+    @property
+    def connections(self) -> ConnectionLease:
+        """Where companions such as cron borrow the pool's connections (after :meth:`start`).
+
+        Borrow through this, not from :attr:`connection_pool`: the lease keeps connections
+        between uses, and the pool would not see them free.
+        """
+        assert self._lease is not None, "the pool has not been started"
+        return self._lease
 
     # -- for health probes and metrics (graphile_py.health) ------------------------------
 
@@ -189,9 +201,11 @@ class WorkerPool:
         )
         with map_db_errors("Connecting to the database"):
             self._pool.open(wait=True, timeout=30)
+        self._lease = ConnectionLease(self._pool)
         try:
             self._register_tasks()
         except BaseException:
+            self._lease.close()
             self._pool.close()
             raise
         if opts.concurrency > opts.max_pool_size:
@@ -304,26 +318,23 @@ class WorkerPool:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a connection from the pool, translating pool timeouts."""
-        assert self._pool is not None, "the pool has not been started"
-        with borrow(self._pool) as conn:
+        assert self._lease is not None, "the pool has not been started"
+        with borrow(self._lease) as conn:
             yield conn
 
     def claim(self, batch_size: int = 1, flags: Sequence[str] | None = None) -> list[Job]:
         """Lock and return up to ``batch_size`` ready jobs of ours."""
         now = datetime.now(UTC) if self.options.use_node_time else None
         with self.connection() as conn:
-            rows = self._statements.claim_jobs(
+            return self._statements.claim_jobs(
                 conn,
                 pool_id=self.id,
                 task_ids=self._task_ids,
                 batch_size=batch_size,
                 forbidden_flags=flags,
                 now=now,
+                identifiers=self._identifier_by_task_id,
             )
-        return [
-            Job.from_row(row, task_identifier=self._identifier_by_task_id[row["task_id"]])
-            for row in rows
-        ]
 
     def next_job(self, slot: WorkerSlot) -> Job | None:
         """The next job for ``slot``, or None after waiting (idle, or nothing ready)."""
@@ -378,7 +389,7 @@ class WorkerPool:
         self.events.job_start(slot.worker_id, job)
         helpers = JobHelpers(
             job=job,
-            pool=self._require_pool(),
+            pool=self.connections,
             schema=self.options.schema,
             logger=log,
             abort_event=lambda: active.abort,
@@ -442,13 +453,14 @@ class WorkerPool:
             with self.connection() as conn:
                 if outcome.succeeded:
                     # The common case: one statement deletes the job and claims the next.
-                    rows = self._statements.complete_and_claim(
+                    jobs = self._statements.complete_and_claim(
                         conn,
                         done_id=job.id,
                         pool_id=self.id,
                         task_ids=self._task_ids,
                         forbidden_flags=flags,
                         now=now,
+                        identifiers=self._identifier_by_task_id,
                     )
                 else:
                     with (
@@ -456,22 +468,22 @@ class WorkerPool:
                         conn.pipeline(),
                     ):
                         self._outcomes.write(conn, job, outcome)
-                        rows = self._statements.claim_jobs(
+                        jobs = self._statements.claim_jobs(
                             conn,
                             pool_id=self.id,
                             task_ids=self._task_ids,
                             forbidden_flags=flags,
                             now=now,
+                            identifiers=self._identifier_by_task_id,
                         )
         except GraphileError as exc:
             logger.debug("Pipelined write failed (%s); writing the outcome on its own", exc)
             self._outcomes.record(job, outcome)
             return None
-        if not rows:
+        if not jobs:
             self.events.worker_get_job_empty(slot.worker_id)
             return None
-        row = rows[0]
-        return Job.from_row(row, task_identifier=self._identifier_by_task_id[row["task_id"]])
+        return jobs[0]
 
     def hand_back(self, job: Job) -> None:
         """Return a claimed job that will not be run by this pool (it is stopping)."""
@@ -582,6 +594,8 @@ class WorkerPool:
         for thread in self._background:
             thread.join(timeout=5)
         self._loop.close()
+        if self._lease is not None:
+            self._lease.close()
         self._pool.close()
         logger.info("Worker pool %s stopped", self.id)
         self.events.pool_release(self)

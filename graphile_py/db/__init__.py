@@ -18,11 +18,18 @@ from graphile_py.db.statements import (
     compose,
     statements_for,
 )
-from graphile_py.db.translate import CONSTRAINT_MESSAGES, borrow, map_db_errors, translate_error
+from graphile_py.db.translate import (
+    CONSTRAINT_MESSAGES,
+    ConnectionSource,
+    borrow,
+    map_db_errors,
+    translate_error,
+)
 
 __all__ = [
     "CONSTRAINT_MESSAGES",
     "MIGRATION_ROW_INSERTED",
+    "ConnectionSource",
     "FailureSpec",
     "Row",
     "Statements",

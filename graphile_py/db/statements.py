@@ -8,7 +8,7 @@ Python pools can share jobs, queues and locks.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -360,15 +360,20 @@ class Statements:
         batch_size: int = 1,
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
-    ) -> list[Row]:
-        """Lock up to ``batch_size`` ready jobs for ``pool_id`` and return their rows."""
+        identifiers: Mapping[int, str] | None = None,
+    ) -> list[Job]:
+        """Lock up to ``batch_size`` ready jobs for ``pool_id``.
+
+        ``identifiers`` (task id to task identifier) labels the jobs; the claim never
+        returns a task outside ``task_ids``.
+        """
         params = _claim_params(pool_id, task_ids, batch_size, forbidden_flags, now)
         statement = self.claim_statement(
             batch=batch_size > 1, flags="flags" in params, node_time=now is not None
         )
-        with map_db_errors("Claiming jobs"), conn.cursor(row_factory=dict_row) as cur:
+        with map_db_errors("Claiming jobs"), conn.cursor() as cur:
             cur.execute(statement, params)
-            return cur.fetchall()
+            return _claimed_jobs(cur.fetchall(), identifiers)
 
     def complete_and_claim(
         self,
@@ -379,7 +384,8 @@ class Statements:
         task_ids: Sequence[int],
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
-    ) -> list[Row]:
+        identifiers: Mapping[int, str] | None = None,
+    ) -> list[Job]:
         """Delete finished job ``done_id`` (of no named queue) and claim the next, atomically.
 
         One statement, so one round trip and one transaction per job. The deleted job is
@@ -392,12 +398,9 @@ class Statements:
         statement = self.claim_statement(
             batch=False, flags="flags" in params, node_time=now is not None, complete_first=True
         )
-        with (
-            map_db_errors("Completing a job and claiming the next"),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
+        with map_db_errors("Completing a job and claiming the next"), conn.cursor() as cur:
             cur.execute(statement, params)
-            return cur.fetchall()
+            return _claimed_jobs(cur.fetchall(), identifiers)
 
     # -- completing, failing, returning ----------------------------------------------------
 
@@ -493,6 +496,22 @@ class Statements:
         return {int(queue_id): str(name) for queue_id, name in rows}
 
 
+# What a claim returns, in the order of Job's fields after task_identifier and queue_name
+# (payload moved first): a tuple row in a known order builds a Job without a dict.
+_CLAIMED_COLUMNS = (
+    "jobs.id, jobs.payload, jobs.job_queue_id, jobs.task_id, jobs.priority, jobs.run_at,"
+    " jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at,"
+    " jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags, jobs.is_available"
+)
+
+
+def _claimed_jobs(
+    rows: Sequence[tuple[Any, ...]], identifiers: Mapping[int, str] | None
+) -> list[Job]:
+    names = identifiers or {}
+    return [Job(row[0], names.get(row[3], ""), row[1], None, *row[2:]) for row in rows]
+
+
 def _claim_params(
     pool_id: str,
     task_ids: Sequence[int],
@@ -501,7 +520,9 @@ def _claim_params(
     now: datetime | None,
 ) -> dict[str, Any]:
     """The claim statement's parameters; ``flags`` and ``now`` only when they are used."""
-    params: dict[str, Any] = {"pool": pool_id, "task_ids": list(task_ids), "limit": limit}
+    # An array literal: psycopg's list dumper cost more than the rest of the parameters.
+    task_array = "{" + ",".join(str(int(task_id)) for task_id in task_ids) + "}"
+    params: dict[str, Any] = {"pool": pool_id, "task_ids": task_array, "limit": limit}
     if forbidden_flags:
         params["flags"] = list(forbidden_flags)
     if now is not None:
@@ -569,5 +590,5 @@ def _claim_template(*, batch: bool, flags: bool, complete_first: bool = False) -
         + ".job_queue_id)"
         " update {schema}._private_jobs as jobs"
         " set attempts = jobs.attempts + 1, locked_by = %(pool)s::text, locked_at = {now}"
-        " from " + source + " where jobs.id = " + source + ".id returning jobs.*"
+        " from " + source + " where jobs.id = " + source + ".id returning " + _CLAIMED_COLUMNS
     )

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool
 
 from graphile_py.errors import ConnectError, DatabaseError, InvalidJobKeyMode, JobRejected
 
-__all__ = ["CONSTRAINT_MESSAGES", "borrow", "map_db_errors", "translate_error"]
+__all__ = [
+    "CONSTRAINT_MESSAGES",
+    "ConnectionSource",
+    "borrow",
+    "map_db_errors",
+    "translate_error",
+]
 
 # What a violated constraint means, in the words of someone adding a job.
 CONSTRAINT_MESSAGES = {
@@ -23,8 +28,18 @@ CONSTRAINT_MESSAGES = {
 }
 
 
+class ConnectionSource(Protocol):
+    """What lends connections: a psycopg_pool ``ConnectionPool``, or a ``ConnectionLease``."""
+
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection[Any]: ...
+
+    def putconn(self, conn: psycopg.Connection[Any]) -> None: ...
+
+    def check(self) -> None: ...
+
+
 @contextmanager
-def borrow(pool: ConnectionPool[psycopg.Connection[Any]]) -> Iterator[psycopg.Connection[Any]]:
+def borrow(pool: ConnectionSource) -> Iterator[psycopg.Connection[Any]]:
     """Check a connection out of ``pool`` for the block, translating pool timeouts."""
     with map_db_errors("Getting a database connection"):
         conn = pool.getconn()

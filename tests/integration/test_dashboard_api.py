@@ -64,7 +64,7 @@ def _claim(db: TestDatabase, task: str) -> int:
         task_ids = list(statements.register_task_identifiers(conn, [task]))
         rows = statements.claim_jobs(conn, pool_id=POOL, task_ids=task_ids)
     assert len(rows) == 1, rows
-    return int(rows[0]["id"])
+    return rows[0].id
 
 
 @dataclass

@@ -41,7 +41,7 @@ def _claim(db: TestDatabase, task: str, pool: str = POOL) -> int:
         task_ids = list(statements.register_task_identifiers(conn, [task]))
         rows = statements.claim_jobs(conn, pool_id=pool, task_ids=task_ids)
     assert len(rows) == 1, rows
-    return int(rows[0]["id"])
+    return rows[0].id
 
 
 def _fail_attempt(db: TestDatabase, task: str, message: str) -> int:

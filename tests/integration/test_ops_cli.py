@@ -58,7 +58,7 @@ def _claim(db: TestDatabase, task: str) -> int:
     with db.connect() as conn:
         task_ids = list(statements.register_task_identifiers(conn, [task]))
         (row,) = statements.claim_jobs(conn, pool_id=POOL, task_ids=task_ids)
-    return int(row["id"])
+    return row.id
 
 
 @dataclass
