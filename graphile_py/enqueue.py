@@ -192,44 +192,46 @@ def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> t
         if not isinstance(spec, JobSpec):
             raise JobRejected(f"add_jobs takes JobSpec objects, not {type(spec).__name__}")
         _check_spec(spec)
-        fields.append(
-            {
-                "identifier": spec.identifier,
-                "queue_name": spec.queue_name or None,
-                "run_at": spec.run_at.isoformat() if spec.run_at else None,
-                "max_attempts": spec.max_attempts,
-                "job_key": spec.job_key or None,
-                "priority": spec.priority,
-                "flags": list(spec.flags) if spec.flags is not None else None,
-            }
-        )
+        # Only the fields that are set: a missing key is NULL to json_populate_recordset,
+        # and a plain spec is then a few bytes to encode and for the server to parse.
+        field: dict[str, Any] = {"identifier": spec.identifier}
+        if spec.queue_name:
+            field["queue_name"] = spec.queue_name
+        if spec.run_at:
+            field["run_at"] = spec.run_at.isoformat()
+        if spec.max_attempts is not None:
+            field["max_attempts"] = spec.max_attempts
+        if spec.job_key:
+            field["job_key"] = spec.job_key
+        if spec.priority is not None:
+            field["priority"] = spec.priority
+        if spec.flags is not None:
+            field["flags"] = list(spec.flags)
+        fields.append(field)
     specs_json = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     payloads = [spec.payload for spec in specs]
     return specs_json, encode_payloads(payloads, max_bytes=max_payload_bytes)
 
 
-def _jobs_for_specs(rows: Sequence[Row], specs: Sequence[JobSpec]) -> list[Job]:
-    """Jobs in the order of ``specs`` where the rows can tell specs apart, else by id.
+def _jobs_for_specs(jobs: Sequence[Job], specs: Sequence[JobSpec]) -> list[Job]:
+    """Jobs in the order of ``specs`` where the jobs can tell specs apart, else by id.
 
-    Rows carry their own task and queue names, so every job is labelled correctly
+    Jobs carry their own task and queue names, so every job is labelled correctly
     whatever order the database returned them in.
     """
-    if any(row["id"] is None for row in rows):
+    if any(job.id is None for job in jobs):
         raise _key_race_error(next((spec.job_key for spec in specs if spec.job_key), None))
-    # Rows grouped by what a spec can be matched on, each group in id order: linear time
+    # Jobs grouped by what a spec can be matched on, each group in id order: linear time
     # for large batches (a scan per spec was quadratic).
-    groups: dict[tuple[Any, Any, Any], deque[Row]] = {}
-    for row in rows:
-        groups.setdefault((row["task_identifier"], row["queue_name"], row["key"]), deque()).append(
-            row
-        )
-    ordered: list[Row] = []
+    groups: dict[tuple[Any, Any, Any], deque[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.task_identifier, job.queue_name, job.key), deque()).append(job)
+    ordered: list[Job] = []
     for spec in specs:
         group = groups.get((spec.identifier, spec.queue_name or None, spec.job_key or None))
         if group:
             ordered.append(group.popleft())
-    leftovers = [row for group in groups.values() for row in group]
-    return [Job.from_row(row) for row in ordered + leftovers]
+    return ordered + [job for group in groups.values() for job in group]
 
 
 def _check_spec(spec: JobSpec) -> None:

@@ -17,8 +17,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 
-from graphile_py.db.statements import Row, compose
+from graphile_py.db.statements import JOB_COLUMNS, Row, compose, jobs_from_rows
 from graphile_py.db.translate import map_db_errors
+from graphile_py.jobs import Job
 
 __all__ = ["EnqueueStatements", "enqueue_statements_for"]
 
@@ -79,14 +80,15 @@ class EnqueueStatements:
         # Payloads travel apart, as one JSON array whose elements are taken verbatim,
         # because json_populate_recordset turns a json field into text and refuses \u0000.
         self.add_jobs_sql = c(
-            "select * from {schema}.add_jobs(array("
+            "select {columns} from {schema}.add_jobs(array("
             "select row(spec.identifier, payload.text, spec.queue_name, spec.run_at,"
             " spec.max_attempts, spec.job_key, spec.priority, spec.flags)::{schema}.job_spec"
             " from json_populate_recordset(null::{schema}.job_spec, %s::json)"
             " with ordinality as spec(identifier, payload, queue_name, run_at, max_attempts,"
             " job_key, priority, flags, n)"
             " join json_array_elements(%s::json) with ordinality as payload(text, n) using (n)"
-            " order by n), %s::boolean) order by id"
+            " order by n), %s::boolean) order by id",
+            columns=sql.SQL(", ".join(JOB_COLUMNS)),
         )
         # add_jobs returns rows in no promised order, so rows are labelled with their task
         # and queue names from the database rather than matched to specs by position.
@@ -145,16 +147,17 @@ class EnqueueStatements:
         specs_json: str,
         payloads_json: str,
         preserve_run_at: bool,
-    ) -> list[Row]:
-        """Call ``add_jobs`` with a JSON array of job specs."""
+    ) -> list[Job]:
+        """Call ``add_jobs`` with a JSON array of job specs; each job named from its row."""
         with map_db_errors("Adding jobs", adding_jobs=True):
-            with conn.cursor(row_factory=dict_row) as cur:
+            with conn.cursor() as cur:
                 cur.adapters.register_loader("json", TextLoader)
                 cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
-                rows = _payloads_decoded(cur.fetchall())
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
-                return _named(rows, cur.fetchone())
+                rows = cur.fetchall()
+            with conn.cursor() as cur:
+                cur.execute(self.names_for_ids_sql, _ids_of(rows))
+                names = cur.fetchone()
+        return _jobs_of(rows, names)
 
     async def add_jobs_async(
         self,
@@ -162,16 +165,17 @@ class EnqueueStatements:
         specs_json: str,
         payloads_json: str,
         preserve_run_at: bool,
-    ) -> list[Row]:
+    ) -> list[Job]:
         """:meth:`add_jobs` on an async connection."""
         with map_db_errors("Adding jobs", adding_jobs=True):
-            async with conn.cursor(row_factory=dict_row) as cur:
+            async with conn.cursor() as cur:
                 cur.adapters.register_loader("json", TextLoader)
                 await cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
-                rows = _payloads_decoded(await cur.fetchall())
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(self.names_for_ids_sql, _ids_to_name(rows))
-                return _named(rows, await cur.fetchone())
+                rows = await cur.fetchall()
+            async with conn.cursor() as cur:
+                await cur.execute(self.names_for_ids_sql, _ids_of(rows))
+                names = await cur.fetchone()
+        return _jobs_of(rows, names)
 
 
 def _unkeyed_params(params: Sequence[Any]) -> dict[str, Any]:
@@ -193,16 +197,26 @@ def _deduplicated(row: Row, params: Sequence[Any]) -> bool:
     return params[8] == "unsafe_dedupe" and row["id"] is not None and row["revision"] > 0
 
 
-def _payloads_decoded(rows: list[Row]) -> list[Row]:
-    """Decode the payloads, fetched as text, in one ``json.loads`` call for all rows.
+def _ids_of(rows: Sequence[tuple[Any, ...]]) -> tuple[list[int], list[int]]:
+    """The task ids and queue ids of rows of JOB_COLUMNS, to look their names up."""
+    task_ids = sorted({row[3] for row in rows if row[3] is not None})
+    queue_ids = sorted({row[2] for row in rows if row[2] is not None})
+    return task_ids, queue_ids
 
-    (One call per row, as psycopg's json loader makes, costs several times more.)
+
+def _jobs_of(rows: list[tuple[Any, ...]], names: tuple[Any, ...] | None) -> list[Job]:
+    """Jobs from add_jobs' rows, payloads (fetched as text) decoded in one call for all.
+
+    (One ``json.loads`` per row, as psycopg's json loader makes, costs several times more.)
     """
-    if rows:
-        payloads = json.loads("[" + ",".join(row["payload"] for row in rows) + "]")
-        for row, payload in zip(rows, payloads, strict=True):
-            row["payload"] = payload
-    return rows
+    assert names is not None
+    if not rows:
+        return []
+    payloads = json.loads("[" + ",".join(row[1] for row in rows) + "]")
+    decoded = [(row[0], payload, *row[2:]) for row, payload in zip(rows, payloads, strict=True)]
+    tasks = {int(key): value for key, value in names[0].items()}
+    queues = {int(key): value for key, value in names[1].items()}
+    return jobs_from_rows(decoded, tasks, queues)
 
 
 def _ids_to_name(rows: Sequence[Row]) -> tuple[list[int], list[int]]:

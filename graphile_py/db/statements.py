@@ -23,11 +23,13 @@ from graphile_py.jobs import Job
 from graphile_py.sql import check_identifier
 
 __all__ = [
+    "JOB_COLUMNS",
     "MIGRATION_ROW_INSERTED",
     "FailureSpec",
     "Row",
     "Statements",
     "compose",
+    "jobs_from_rows",
     "statements_for",
 ]
 
@@ -373,7 +375,7 @@ class Statements:
         )
         with map_db_errors("Claiming jobs"), conn.cursor() as cur:
             cur.execute(statement, params)
-            return _claimed_jobs(cur.fetchall(), identifiers)
+            return jobs_from_rows(cur.fetchall(), identifiers)
 
     def complete_and_claim(
         self,
@@ -400,7 +402,7 @@ class Statements:
         )
         with map_db_errors("Completing a job and claiming the next"), conn.cursor() as cur:
             cur.execute(statement, params)
-            return _claimed_jobs(cur.fetchall(), identifiers)
+            return jobs_from_rows(cur.fetchall(), identifiers)
 
     # -- completing, failing, returning ----------------------------------------------------
 
@@ -496,20 +498,44 @@ class Statements:
         return {int(queue_id): str(name) for queue_id, name in rows}
 
 
-# What a claim returns, in the order of Job's fields after task_identifier and queue_name
-# (payload moved first): a tuple row in a known order builds a Job without a dict.
-_CLAIMED_COLUMNS = (
-    "jobs.id, jobs.payload, jobs.job_queue_id, jobs.task_id, jobs.priority, jobs.run_at,"
-    " jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at,"
-    " jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags, jobs.is_available"
+#: The columns of ``_private_jobs`` in the order of Job's fields after ``task_identifier``
+#: and ``queue_name`` (``payload`` moved first): a tuple row in this order becomes a Job
+#: without a dict (see :func:`jobs_from_rows`).
+JOB_COLUMNS = (
+    "id",
+    "payload",
+    "job_queue_id",
+    "task_id",
+    "priority",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "key",
+    "locked_at",
+    "locked_by",
+    "revision",
+    "flags",
+    "is_available",
 )
+_CLAIMED_COLUMNS = ", ".join("jobs." + column for column in JOB_COLUMNS)
 
 
-def _claimed_jobs(
-    rows: Sequence[tuple[Any, ...]], identifiers: Mapping[int, str] | None
+def jobs_from_rows(
+    rows: Sequence[Sequence[Any]],
+    tasks: Mapping[int, str] | None,
+    queues: Mapping[int, str] | None = None,
 ) -> list[Job]:
-    names = identifiers or {}
-    return [Job(row[0], names.get(row[3], ""), row[1], None, *row[2:]) for row in rows]
+    """Jobs from rows of :data:`JOB_COLUMNS`, named from ``tasks`` and ``queues`` (by id)."""
+    task_names = tasks or {}
+    if not queues:
+        return [Job(row[0], task_names.get(row[3], ""), row[1], None, *row[2:]) for row in rows]
+    return [
+        Job(row[0], task_names.get(row[3], ""), row[1], queues.get(row[2]), *row[2:])
+        for row in rows
+    ]
 
 
 def _claim_params(
