@@ -414,11 +414,13 @@ class Statements:
         unqueued = [job.id for job in jobs if job.job_queue_id is None]
         with map_db_errors("Completing jobs"):
             if queued:
-                conn.execute(self.complete_with_queue_sql, {"ids": queued, "pool": pool_id})
+                conn.execute(
+                    self.complete_with_queue_sql, {"ids": _int_array(queued), "pool": pool_id}
+                )
             if len(unqueued) == 1:
                 conn.execute(self.complete_one_sql, (unqueued[0],))
             elif unqueued:
-                conn.execute(self.complete_many_sql, (unqueued,))
+                conn.execute(self.complete_many_sql, (_int_array(unqueued),))
 
     def fail_jobs(
         self, conn: psycopg.Connection[Any], pool_id: str, failures: Sequence[FailureSpec]
@@ -538,6 +540,15 @@ def jobs_from_rows(
     ]
 
 
+def _int_array(values: Sequence[int]) -> str:
+    """An array literal for an ``int[]``/``bigint[]`` parameter.
+
+    psycopg's list dumper walks the list in Python and cost more than everything else
+    about a claim's or a batch completion's parameters; the server parses this instead.
+    """
+    return "{" + ",".join(map(str, map(int, values))) + "}"
+
+
 def _claim_params(
     pool_id: str,
     task_ids: Sequence[int],
@@ -546,9 +557,7 @@ def _claim_params(
     now: datetime | None,
 ) -> dict[str, Any]:
     """The claim statement's parameters; ``flags`` and ``now`` only when they are used."""
-    # An array literal: psycopg's list dumper cost more than the rest of the parameters.
-    task_array = "{" + ",".join(str(int(task_id)) for task_id in task_ids) + "}"
-    params: dict[str, Any] = {"pool": pool_id, "task_ids": task_array, "limit": limit}
+    params: dict[str, Any] = {"pool": pool_id, "task_ids": _int_array(task_ids), "limit": limit}
     if forbidden_flags:
         params["flags"] = list(forbidden_flags)
     if now is not None:
