@@ -27,8 +27,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 __all__ = ["ConnectionLease"]
 
-# How often a thread waiting for a connection looks whether it may open one instead.
-_RECHECK = 0.05
+# How often a thread waiting for a connection looks whether the pool has one for it.
+_RECHECK = 0.02
+# How long a thread waits inside the pool for a connection the pool is opening.
+_GROW_WAIT = 0.002
 
 
 class ConnectionLease:
@@ -70,12 +72,19 @@ class ConnectionLease:
                     self._held += 1
             remaining = deadline - time.monotonic()
             if grow:
+                # Only a short wait in the pool: a new connection takes a while to open
+                # (the pool opens them one at a time), and meanwhile a connection given
+                # back to the lease should go to whoever waits first.
                 try:
-                    return self._pool.getconn(timeout=max(remaining, 0.001))
+                    return self._pool.getconn(timeout=max(min(remaining, _GROW_WAIT), 0.001))
+                except PoolTimeout:
+                    with self._lock:
+                        self._held -= 1
                 except BaseException:
                     with self._lock:
                         self._held -= 1
                     raise
+                remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PoolTimeout(
                     f"no connection became free within {wait:g}s (all {self._size} in use)"
