@@ -24,10 +24,9 @@ from psycopg import sql
 from graphile_py import WorkerUtils
 from graphile_py.dashboard import create_app
 from graphile_py.dashboard.server import BackgroundServer
-from graphile_py.db import statements_for
 from graphile_py.errors import CrontabError
 from tests.support import TestDatabase
-from tests.support.workers import run_once, running_pool, wait_for
+from tests.support.workers import claim_like_a_worker, run_once, running_pool, wait_for
 
 POOL = "pool-dashboard-test"
 JSON = {"Content-Type": "application/json"}
@@ -58,13 +57,7 @@ def client(utils: WorkerUtils) -> Iterator[httpx.Client]:
 
 
 def _claim(db: TestDatabase, task: str) -> int:
-    """Lock the one ready job of ``task`` exactly as a worker claims it."""
-    statements = statements_for(db.schema)
-    with db.connect() as conn:
-        task_ids = list(statements.register_task_identifiers(conn, [task]))
-        rows = statements.claim_jobs(conn, pool_id=POOL, task_ids=task_ids)
-    assert len(rows) == 1, rows
-    return rows[0].id
+    return claim_like_a_worker(db, task, POOL)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from graphile_py import (
 )
 from graphile_py.db import statements_for
 from tests.support import TestDatabase
-from tests.support.workers import jobs_rows, running_pool, wait_for
+from tests.support.workers import claim_like_a_worker, jobs_rows, running_pool, wait_for
 
 POOL = "pool-inspection-test"
 
@@ -35,13 +35,7 @@ def utils(db: TestDatabase) -> Iterator[WorkerUtils]:
 
 
 def _claim(db: TestDatabase, task: str, pool: str = POOL) -> int:
-    """Lock the one ready job of ``task`` exactly as a worker claims it."""
-    statements = statements_for(db.schema)
-    with db.connect() as conn:
-        task_ids = list(statements.register_task_identifiers(conn, [task]))
-        rows = statements.claim_jobs(conn, pool_id=pool, task_ids=task_ids)
-    assert len(rows) == 1, rows
-    return rows[0].id
+    return claim_like_a_worker(db, task, pool)
 
 
 def _fail_attempt(db: TestDatabase, task: str, message: str) -> int:

@@ -24,7 +24,7 @@ from graphile_py import Inspector, WorkerUtils
 from graphile_py.cli import main
 from graphile_py.db import statements_for
 from tests.support import TestDatabase
-from tests.support.workers import jobs_rows
+from tests.support.workers import claim_like_a_worker, jobs_rows
 
 POOL = "pool-ops-cli-test"
 
@@ -54,11 +54,7 @@ def utils(db: TestDatabase) -> Iterator[WorkerUtils]:
 
 
 def _claim(db: TestDatabase, task: str) -> int:
-    statements = statements_for(db.schema)
-    with db.connect() as conn:
-        task_ids = list(statements.register_task_identifiers(conn, [task]))
-        (row,) = statements.claim_jobs(conn, pool_id=POOL, task_ids=task_ids)
-    return row.id
+    return claim_like_a_worker(db, task, POOL)
 
 
 @dataclass

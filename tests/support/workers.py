@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from graphile_py import WorkerOptions, WorkerPool
+from graphile_py.db import statements_for
 from tests.support import TestDatabase
 
 
@@ -100,3 +101,16 @@ class Recorder:
     def __len__(self) -> int:
         with self._lock:
             return len(self.items)
+
+
+def claim_like_a_worker(db: TestDatabase, task: str, pool_id: str) -> int:
+    """Lock the one ready job of ``task`` for ``pool_id`` with the worker's own claim.
+
+    The job is then ``running`` to every reader, and the admin functions leave it alone.
+    """
+    statements = statements_for(db.schema)
+    with db.connect() as conn:
+        task_ids = list(statements.register_task_identifiers(conn, [task]))
+        jobs = statements.claim_jobs(conn, pool_id=pool_id, task_ids=task_ids)
+    assert len(jobs) == 1, jobs
+    return jobs[0].id
