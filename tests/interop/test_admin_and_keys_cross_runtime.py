@@ -23,7 +23,6 @@ The Node side is ``node/admin_driver.mjs``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import threading
@@ -42,7 +41,7 @@ from graphile_py import JobSpec, WorkerUtils
 from graphile_py.errors import GraphileError, InvalidJobKeyMode, JobRejected
 from graphile_py.jobs import Job
 from graphile_py.tasks import JobHelpers
-from tests.interop.test_jobs_cross_runtime import NodeProcess, node_url, python_pool, wait_until
+from tests.interop.test_jobs_cross_runtime import Node, NodeProcess, python_pool, wait_until
 from tests.support import TestDatabase
 
 pytestmark = pytest.mark.node
@@ -70,40 +69,11 @@ FAKE_POOL = "pool-0123456789abcdef01"
 # -- running the same operations in either runtime ------------------------------------------
 
 
-class NodeRunner:
+class NodeRunner(Node):
     """Starts ``admin_driver.mjs`` against one database."""
 
     def __init__(self, package: Path, db: TestDatabase, directory: Path) -> None:
-        self.package = package
-        self.db = db
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.count = 0
-
-    def start(self, config: Mapping[str, Any]) -> NodeProcess:
-        self.count += 1
-        name = f"{config['mode']}-{self.count}"
-        config_path = self.dir / f"{name}.json"
-        full = {
-            "package": str(self.package),
-            "connectionString": node_url(self.db.dsn),
-            "schema": self.db.schema,
-            **config,
-        }
-        config_path.write_text(json.dumps(full), "utf-8")
-        stdout, stderr = self.dir / f"{name}.out", self.dir / f"{name}.err"
-        env = {**os.environ, "NO_LOG_SUCCESS": "1"}
-        env.pop("GRAPHILE_LOGGER_DEBUG", None)
-        with stdout.open("wb") as out, stderr.open("wb") as err:
-            proc = subprocess.Popen(
-                ["node", str(DRIVER), str(config_path)],
-                cwd=self.dir,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=err,
-                env=env,
-            )
-        return NodeProcess(proc, stdout, stderr)
+        super().__init__(package, db, directory, DRIVER)
 
     def run_ops(self, ops: Sequence[Op]) -> list[dict[str, Any]]:
         """Run ``ops`` through makeWorkerUtils(); one {"ok": ...} or {"error": ...} each."""

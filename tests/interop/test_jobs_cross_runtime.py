@@ -198,13 +198,16 @@ class NodeProcess:
 
 
 class Node:
-    """Starts the Node driver against one test database."""
+    """Starts a Node driver (``driver.mjs`` unless told) against one test database."""
 
-    def __init__(self, package: Path, db: TestDatabase, tmp_path: Path) -> None:
+    def __init__(
+        self, package: Path, db: TestDatabase, directory: Path, driver: Path = DRIVER
+    ) -> None:
         self.package = package
         self.db = db
-        self.dir = tmp_path / "node"
-        self.dir.mkdir(exist_ok=True)
+        self.driver = driver
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.count = 0
 
     def start(self, config: Mapping[str, Any]) -> NodeProcess:
@@ -223,7 +226,7 @@ class Node:
         env.pop("GRAPHILE_LOGGER_DEBUG", None)
         with stdout.open("wb") as out, stderr.open("wb") as err:
             proc = subprocess.Popen(
-                ["node", str(DRIVER), str(config_path)],
+                ["node", str(self.driver), str(config_path)],
                 cwd=self.dir,  # no crontab file here
                 stdin=subprocess.PIPE,
                 stdout=out,
@@ -394,7 +397,7 @@ PAYLOAD: dict[str, Any] = {
 @pytest.fixture
 def node(node_worker: Path, db: TestDatabase, tmp_path: Path) -> Node:
     prepare(db)
-    return Node(node_worker, db, tmp_path)
+    return Node(node_worker, db, tmp_path / "node")
 
 
 # -- 1. Python adds, Node runs ---------------------------------------------------------------
