@@ -109,3 +109,31 @@ def test_close_gives_idle_connections_back(pool: ConnectionPool[psycopg.Connecti
     assert lease.held == 0 and pool.get_stats()["pool_available"] >= 1
     with pytest.raises(PoolTimeout, match="closed"):
         lease.getconn()
+
+
+def test_tasks_borrowing_connections_share_the_lease_with_the_workers(db: TestDatabase) -> None:
+    """More workers than connections, every task borrowing one: nobody waits for the pool.
+
+    Were tasks to go to the pool directly, they would wait for connections the lease
+    keeps idle between claims, time out and fail.
+    """
+    from graphile_py import add_jobs
+    from graphile_py.jobs import JobSpec
+    from tests.support.workers import make_pool
+
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def query(payload: Any, helpers: Any) -> None:
+        with helpers.connection() as conn:
+            (value,) = conn.execute("select %s::int", (payload["n"],)).fetchone()
+            time.sleep(0.005)
+        with lock:
+            seen.append(value)
+
+    with db.connect() as conn:
+        add_jobs(conn, [JobSpec("query", {"n": n}) for n in range(60)], schema=db.schema)
+    pool = make_pool(db, {"query": query}, once=True, concurrency=6, max_pool_size=2)
+    assert pool.run() == 0
+    # A task waiting on the pool would time out (30 s), fail, and be missing here.
+    assert sorted(seen) == list(range(60))
