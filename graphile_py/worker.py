@@ -434,11 +434,10 @@ class WorkerPool:
         and claims; a failure and the claim go in one pipeline. Either way they share a
         transaction, so if anything fails neither took effect, and the outcome is written
         again on its own, with retries (completion is by id, so a repeat is harmless).
-        Not for a job of a named queue: releasing the queue and
-        claiming again in one transaction would never let another pool (Node or Python)
-        see the queue free, and this worker would keep it to itself.
+        Not for a job of a named queue: releasing the queue and claiming again in one
+        transaction would never let another pool (Node or Python) see the queue free,
+        and this worker would keep it to itself.
         """
-        flags = self._forbidden_flags()
         if (
             self.stopping
             or job.job_queue_id is not None
@@ -447,6 +446,8 @@ class WorkerPool:
         ):
             self._outcomes.record(job, outcome)
             return None
+        # Only now: a forbidden_flags callable is called once per claim, not per job.
+        flags = self._forbidden_flags()
         self.events.worker_get_job_start(slot.worker_id)
         now = datetime.now(UTC) if self.options.use_node_time else None
         try:
