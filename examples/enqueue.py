@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     schema = os.environ.get("GRAPHILE_WORKER_SCHEMA") or "graphile_worker"
     with ExitStack() as stack:
         if argv == ["--embedded"]:
-            from graphile_py.embedded import EmbeddedPostgres
+            from graphile_py.extras.embedded.server import EmbeddedPostgres
 
             # Starts (or reuses) the local server; it stops again when this block ends.
             conninfo = stack.enter_context(EmbeddedPostgres()).dsn

@@ -7,7 +7,19 @@ with ``graphile-py worker --tasks module:registry`` or :func:`run_worker`.
 
 import typing as _typing
 
-from graphile_py.admin import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
+from graphile_py.admin.inspector import (
+    CronStatus,
+    Inspector,
+    JobFilter,
+    JobRecord,
+    JobState,
+    QueueStatus,
+    QueueStatusReport,
+    StateCounts,
+    TaskStatus,
+)
+from graphile_py.admin.utils import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
+from graphile_py.db.migrate import MigrationReport, latest_known_migration, migrate
 from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
@@ -29,23 +41,11 @@ from graphile_py.errors import (
     WorkerError,
 )
 from graphile_py.events import CombinedEvents, WorkerEvents, combine_events
-from graphile_py.inspection import (
-    CronStatus,
-    Inspector,
-    JobFilter,
-    JobRecord,
-    JobState,
-    QueueStatus,
-    QueueStatusReport,
-    StateCounts,
-    TaskStatus,
-)
 from graphile_py.jobs import Job, JobKeyMode, JobOptions, JobSpec
-from graphile_py.migrate import MigrationReport, latest_known_migration, migrate
-from graphile_py.options import WorkerOptions
+from graphile_py.pool.options import WorkerOptions
+from graphile_py.pool.pool import WorkerPool
 from graphile_py.runner import run_once, run_worker
 from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_map
-from graphile_py.worker import WorkerPool
 
 __all__ = [
     "CLEANUP_TASKS",
@@ -111,23 +111,23 @@ __all__ = [
 ]
 
 if _typing.TYPE_CHECKING:
-    from graphile_py.cron import CronScheduler, load_crontab_file
-    from graphile_py.crontab import CronItem, cron_item, parse_crontab
-    from graphile_py.health import MetricsServer, serve_metrics
-    from graphile_py.metrics import WorkerMetrics
+    from graphile_py.cron.crontab import CronItem, cron_item, parse_crontab
+    from graphile_py.cron.scheduler import CronScheduler, load_crontab_file
+    from graphile_py.extras.metrics.collectors import WorkerMetrics
+    from graphile_py.extras.metrics.server import MetricsServer, serve_metrics
 
 # Cron (and its JSON5 parser) loads on first use: most processes never need it, and
 # start-up time matters for short-lived commands such as `worker --once`. Metrics need
 # the optional `metrics` extra, so they load on first use too.
 _LAZY = {
-    "MetricsServer": "graphile_py.health",
-    "serve_metrics": "graphile_py.health",
-    "WorkerMetrics": "graphile_py.metrics",
-    "CronScheduler": "graphile_py.cron",
-    "load_crontab_file": "graphile_py.cron",
-    "CronItem": "graphile_py.crontab",
-    "cron_item": "graphile_py.crontab",
-    "parse_crontab": "graphile_py.crontab",
+    "MetricsServer": "graphile_py.extras.metrics.server",
+    "serve_metrics": "graphile_py.extras.metrics.server",
+    "WorkerMetrics": "graphile_py.extras.metrics.collectors",
+    "CronScheduler": "graphile_py.cron.scheduler",
+    "load_crontab_file": "graphile_py.cron.scheduler",
+    "CronItem": "graphile_py.cron.crontab",
+    "cron_item": "graphile_py.cron.crontab",
+    "parse_crontab": "graphile_py.cron.crontab",
 }
 
 

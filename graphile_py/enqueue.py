@@ -21,6 +21,7 @@ import psycopg
 
 from graphile_py.db import Row
 from graphile_py.db.enqueue import enqueue_statements_for
+from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.errors import DatabaseError, JobRejected
 from graphile_py.jobs import (
     Job,
@@ -40,7 +41,6 @@ __all__ = [
     "add_jobs_async",
 ]
 
-DEFAULT_SCHEMA = "graphile_worker"
 
 _SMALLINT = range(-32768, 32768)
 # add_job returns an all-NULL row when a job with the same key was locked between its

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from graphile_py.jobs import Job
 
 if TYPE_CHECKING:
-    from graphile_py.worker import WorkerPool
+    from graphile_py.pool.pool import WorkerPool
 
 __all__ = ["CombinedEvents", "WorkerEvents", "combine_events", "guarded"]
 

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from graphile_py.db import map_db_errors
+from graphile_py.db.migrate import migrate
 from graphile_py.events import combine_events
-from graphile_py.migrate import migrate
-from graphile_py.options import WorkerOptions
+from graphile_py.pool.options import WorkerOptions
+from graphile_py.pool.pool import WorkerPool
 from graphile_py.tasks import TaskFunction
-from graphile_py.worker import WorkerPool
 
 if TYPE_CHECKING:
-    from graphile_py.cron import CronScheduler
-    from graphile_py.crontab import CronItem
-    from graphile_py.health import MetricsServer
-    from graphile_py.metrics import WorkerMetrics
+    from graphile_py.cron.crontab import CronItem
+    from graphile_py.cron.scheduler import CronScheduler
+    from graphile_py.extras.metrics.collectors import WorkerMetrics
+    from graphile_py.extras.metrics.server import MetricsServer
 
 __all__ = ["run_once", "run_worker"]
 
@@ -55,15 +55,17 @@ def run_worker(
     ``crontab`` items are scheduled while the pool runs (not in run-once mode, as with
     graphile-worker's CLI). With ``metrics_port`` (0: any free port), Prometheus metrics
     and health probes are served on ``metrics_host`` while the pool runs, the queue
-    sampled every ``metrics_interval`` seconds (see :mod:`graphile_py.health`; needs the
-    ``metrics`` extra). Returns the exit status: 0, or 57 when another process applied
-    a breaking migration. Raises :class:`graphile_py.IncompatibleSchema` when the schema
-    is already too new.
+    sampled every ``metrics_interval`` seconds (see
+    :mod:`graphile_py.extras.metrics.server`; needs the ``metrics`` extra). Returns the
+    exit status: 0, or 57 when another process applied a breaking migration. Raises
+    :class:`graphile_py.IncompatibleSchema` when the schema is already too new.
     """
     options = options or WorkerOptions()
     metrics: WorkerMetrics | None = None
     if metrics_port is not None:
-        from graphile_py.metrics import WorkerMetrics  # ConfigurationError without the extra
+        from graphile_py.extras.metrics.collectors import (
+            WorkerMetrics,  # ConfigurationError without the extra
+        )
 
         metrics = WorkerMetrics()
         options = dataclasses.replace(options, events=combine_events(options.events, metrics))
@@ -74,7 +76,7 @@ def run_worker(
     pool = WorkerPool(tasks, conninfo=conninfo, options=options, once=once)
     server: MetricsServer | None = None
     if metrics is not None and metrics_port is not None:
-        from graphile_py.health import MetricsServer
+        from graphile_py.extras.metrics.server import MetricsServer
 
         # Bound before the pool starts, so that a port in use fails at once.
         server = MetricsServer(
@@ -90,7 +92,7 @@ def run_worker(
             cron: CronScheduler | None = None
             try:
                 if crontab and not once:
-                    from graphile_py.cron import CronScheduler
+                    from graphile_py.cron.scheduler import CronScheduler
 
                     cron = CronScheduler(
                         crontab,

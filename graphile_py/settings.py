@@ -25,8 +25,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.errors import ConfigurationError
-from graphile_py.options import WorkerOptions
+from graphile_py.pool.options import WorkerOptions
 
 __all__ = ["CONFIG_FILE_NAME", "Settings", "load_settings"]
 
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
         description="libpq connection string or URL",
     )
     worker_schema: str = Field(
-        default="graphile_worker",
+        default=DEFAULT_SCHEMA,
         min_length=1,
         validation_alias=AliasChoices("GRAPHILE_WORKER_SCHEMA", "GRAPHILE_PY_SCHEMA"),
         description="the PostgreSQL schema holding the queue",

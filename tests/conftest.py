@@ -39,7 +39,7 @@ def pg_server() -> None:
 @pytest.fixture(scope="session")
 def template_db(pg_server: None) -> Iterator[str]:
     """The name of a database that graphile-py has migrated; tests clone it."""
-    from graphile_py.migrate import migrate
+    from graphile_py.db.migrate import migrate
 
     name = unique_name("gpy_template")
     dsn = create_database(name)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from graphile_py.admin import CLEANUP_TASKS, WorkerUtils
+from graphile_py.admin.utils import CLEANUP_TASKS, WorkerUtils
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
 from graphile_py.jobs import JOB_KEY_MODES

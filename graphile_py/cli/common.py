@@ -86,7 +86,7 @@ def database(settings: Settings) -> Iterator[str]:
     """The connection string to use, starting the embedded server if asked to."""
     with ExitStack() as stack:
         if settings.embedded:
-            from graphile_py.embedded import EmbeddedPostgres
+            from graphile_py.extras.embedded.server import EmbeddedPostgres
 
             server = stack.enter_context(EmbeddedPostgres())
             yield server.start()

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from graphile_py.admin import WorkerUtils
+from graphile_py.admin.utils import WorkerUtils
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
 from graphile_py.errors import DatabaseError
@@ -91,7 +91,7 @@ def dashboard(
     try:
         import uvicorn
 
-        from graphile_py.dashboard import LOOPBACK_HOSTS, create_app, is_loopback
+        from graphile_py.extras.dashboard import LOOPBACK_HOSTS, create_app, is_loopback
     except ImportError as exc:
         fail(f"{MISSING_EXTRA} ({exc})")
     settings = settings_from(ctx, config_file, connection)

@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 import click
 
-from graphile_py.admin import WorkerUtils
+from graphile_py.admin.inspector import MAX_LIST_LIMIT, Inspector, JobFilter, JobState
+from graphile_py.admin.utils import WorkerUtils
 from graphile_py.cli import tables
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
 from graphile_py.errors import CrontabError
-from graphile_py.inspection import MAX_LIST_LIMIT, Inspector, JobFilter, JobState
 from graphile_py.jobs import Job
 
 __all__ = ["cron_group", "jobs_group", "queues_group", "status"]

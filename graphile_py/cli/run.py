@@ -18,7 +18,7 @@ from graphile_py.cli.common import (
 )
 from graphile_py.cli.group import main
 from graphile_py.db import map_db_errors
-from graphile_py.migrate import migrate as run_migrations
+from graphile_py.db.migrate import migrate as run_migrations
 from graphile_py.runner import run_worker
 from graphile_py.tasks import load_task_map
 
@@ -163,7 +163,9 @@ def worker(
         tasks = load_task_map(settings.tasks)
         crontab = []
         if not once:
-            from graphile_py.cron import load_crontab_file  # only continuous workers need it
+            from graphile_py.cron.scheduler import (
+                load_crontab_file,  # only continuous workers need it
+            )
 
             if settings.crontab is not None and not Path(settings.crontab).is_file():
                 fail(f"crontab file {settings.crontab!r} does not exist")

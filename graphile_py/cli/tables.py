@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from graphile_py.admin import LockHolder
-from graphile_py.inspection import (
+from graphile_py.admin.inspector import (
     CronStatus,
     JobRecord,
     JobState,
@@ -20,6 +19,7 @@ from graphile_py.inspection import (
     QueueStatusReport,
     StateCounts,
 )
+from graphile_py.admin.utils import LockHolder
 from graphile_py.jobs import Job
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The readiness probe's one query: which migrations the worker schema has.
 
 Composed per schema like :mod:`graphile_py.db.statements`; read-only, so a probe never
-installs or changes anything (unlike :func:`graphile_py.migrate.migrate`).
+installs or changes anything (unlike :func:`graphile_py.db.migrate.migrate`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The statements behind :mod:`graphile_py.inspection`: counts, listings and admin actions.
+"""The statements behind :mod:`graphile_py.admin.inspector`: counts, listings and admin actions.
 
 Every job's state is decided by ONE SQL expression, :data:`STATE_SQL`, which the counts,
 the listings and ``retry_failed`` all use, so a job counted as ``failed`` is the job that

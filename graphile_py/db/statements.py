@@ -18,9 +18,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from graphile_py.db.migrations import check_identifier
 from graphile_py.db.translate import map_db_errors
 from graphile_py.jobs import Job
-from graphile_py.sql import check_identifier
 
 __all__ = [
     "JOB_COLUMNS",

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from graphile_py import JobRejected, add_job
 from graphile_py.db.enqueue import enqueue_statements_for
-from graphile_py.sql import quote_identifier
+from graphile_py.db.migrations import quote_identifier
 from tests.support import TestDatabase
 
 # Columns that legitimately differ between two inserts of the same job.

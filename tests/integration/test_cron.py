@@ -25,8 +25,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from graphile_py.cron import CronScheduler, cron_job_specs, load_crontab_file
-from graphile_py.crontab import CronItem, cron_item, parse_crontab
+from graphile_py.cron.crontab import CronItem, cron_item, parse_crontab
+from graphile_py.cron.scheduler import CronScheduler, cron_job_specs, load_crontab_file
 from graphile_py.errors import CrontabError
 from graphile_py.events import WorkerEvents
 from tests.support import TestDatabase

@@ -22,9 +22,9 @@ import pytest
 from psycopg import sql
 
 from graphile_py import WorkerUtils
-from graphile_py.dashboard import create_app
-from graphile_py.dashboard.server import BackgroundServer
 from graphile_py.errors import CrontabError
+from graphile_py.extras.dashboard import create_app
+from graphile_py.extras.dashboard.server import BackgroundServer
 from tests.support import TestDatabase
 from tests.support.workers import claim_like_a_worker, run_once, running_pool, wait_for
 

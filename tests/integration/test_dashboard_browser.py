@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from graphile_py import WorkerUtils
-from graphile_py.dashboard import create_app
-from graphile_py.dashboard.server import BackgroundServer
-from graphile_py.inspection import Inspector
+from graphile_py.admin.inspector import Inspector
+from graphile_py.extras.dashboard import create_app
+from graphile_py.extras.dashboard.server import BackgroundServer
 from tests.support import TestDatabase, unavailable
 from tests.support.workers import running_pool, wait_for
 

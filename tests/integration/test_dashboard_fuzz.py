@@ -26,8 +26,8 @@ from schemathesis.checks import (
 )
 
 from graphile_py import WorkerUtils
-from graphile_py.dashboard import create_app
-from graphile_py.dashboard.server import BackgroundServer
+from graphile_py.extras.dashboard import create_app
+from graphile_py.extras.dashboard.server import BackgroundServer
 from tests.support import TestDatabase
 from tests.support.workers import run_once
 

@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL server (graphile_py.embedded), against real servers.
+"""The embedded PostgreSQL server (graphile_py.extras.embedded.server), against real servers.
 
 Each test gets its own data directory in a fresh temporary directory, so its own cluster
 (initdb takes about a second). They need the ``embedded`` extra: without it they skip
@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from graphile_py.embedded import (
+from graphile_py.extras.embedded.server import (
     EmbeddedPostgres,
     EmbeddedPostgresUnavailable,
     bin_dir,
@@ -149,7 +149,7 @@ def test_server_is_shared_between_processes(data_dir: Path) -> None:
     """A worker in one terminal is not cut off when a command in another one finishes."""
     child_code = (
         "import sys\n"
-        "from graphile_py.embedded import EmbeddedPostgres\n"
+        "from graphile_py.extras.embedded.server import EmbeddedPostgres\n"
         "pg = EmbeddedPostgres(sys.argv[1])\n"
         "print(pg.start(), pg.started, flush=True)\n"
         "sys.stdin.readline()\n"
@@ -312,7 +312,7 @@ def test_lock_waits_for_another_process(data_dir: Path) -> None:
     """Two processes starting a fresh cluster at once: one initdb, one server."""
     child_code = (
         "import sys\n"
-        "from graphile_py.embedded import EmbeddedPostgres\n"
+        "from graphile_py.extras.embedded.server import EmbeddedPostgres\n"
         "pg = EmbeddedPostgres(sys.argv[1])\n"
         "print(pg.start(), flush=True)\n"
         "sys.stdin.readline()\n"

@@ -24,11 +24,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from graphile_py import ConfigurationError, WorkerEvents, WorkerUtils, add_job
+from graphile_py.db.migrate import latest_known_migration
 from graphile_py.events import combine_events
-from graphile_py.health import MetricsServer, serve_metrics
+from graphile_py.extras.metrics.collectors import WorkerMetrics
+from graphile_py.extras.metrics.server import MetricsServer, serve_metrics
 from graphile_py.jobs import Job
-from graphile_py.metrics import WorkerMetrics
-from graphile_py.migrate import latest_known_migration
 from tests.support import TestDatabase
 from tests.support.workers import running_pool, wait_for
 
@@ -530,7 +530,7 @@ def test_without_prometheus_client_the_error_names_the_extra(
             "-c",
             block + "import graphile_py\n"
             "try:\n"
-            "    import graphile_py.metrics\n"
+            "    import graphile_py.extras.metrics.collectors\n"
             "except graphile_py.ConfigurationError as exc:\n"
             "    print(exc)\n",
         ],

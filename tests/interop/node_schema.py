@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from graphile_py.sql import render_schema
+from graphile_py.db.migrations import render_schema
 
 __all__ = [
     "DEFAULT_SCHEMA",

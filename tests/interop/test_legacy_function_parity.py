@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from graphile_py.db.migrate import migrate
 from graphile_py.errors import LockedJobsBlockMigration, MigrationError
-from graphile_py.migrate import migrate
 from tests.interop.node_schema import (
     DEFAULT_SCHEMA,
     ODD_SCHEMA,

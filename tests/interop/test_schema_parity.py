@@ -1,6 +1,6 @@
 """Our migrations leave exactly the schema that graphile-worker 0.18.0's do, at every step.
 
-For each k, database A gets our migrations 1..k (through ``graphile_py.migrate``) and
+For each k, database A gets our migrations 1..k (through ``graphile_py.db.migrate``) and
 database B gets the SQL files of the npm package 1..k, applied the way Node applies
 them; their catalog snapshots must be equal. The real Node CLI then finishes A, which
 must end up identical to a database that Node migrated on its own.
@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from graphile_py.migrate import migrate
-from graphile_py.sql import load_migrations
+from graphile_py.db.migrate import migrate
+from graphile_py.db.migrations import load_migrations
 from tests.interop.node_schema import (
     DEFAULT_SCHEMA,
     ODD_SCHEMA,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from graphile_py.migrate import migrate
+from graphile_py.db.migrate import migrate
 from tests.interop.node_schema import DEFAULT_SCHEMA, ODD_SCHEMA, node_schema_only
 from tests.interop.recorder import Recorder, compare_runs, entry, errors, run_script
 from tests.support import TestDatabase

@@ -35,7 +35,11 @@ import pytest
 from psycopg import sql
 
 from graphile_py import JobSpec, WorkerUtils, add_jobs, migrate
-from graphile_py.embedded import EmbeddedPostgres, EmbeddedPostgresUnavailable, bin_dir
+from graphile_py.extras.embedded.server import (
+    EmbeddedPostgres,
+    EmbeddedPostgresUnavailable,
+    bin_dir,
+)
 from tests.reliability.helpers import (
     WorkerProcess,
     create_executions_table,

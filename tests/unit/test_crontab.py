@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphile_py.crontab import (
+from graphile_py.cron.crontab import (
     CronDigest,
     CronItem,
     CronSchedule,

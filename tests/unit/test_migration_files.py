@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphile_py.sql import load_migrations, quote_identifier, render_schema
+from graphile_py.db.migrations import load_migrations, quote_identifier, render_schema
 
 
 def test_numbered_one_to_twenty_with_the_upstream_breaking_flags() -> None:

@@ -35,13 +35,13 @@ def test_docstring_is_the_default_message() -> None:
 def test_package_ships_py_typed_and_migrations() -> None:
     root = Path(graphile_py.__file__).parent
     assert (root / "py.typed").exists()
-    assert sorted(p.name for p in (root / "sql").glob("*.sql")) == [
+    assert sorted(p.name for p in (root / "db" / "migrations").glob("*.sql")) == [
         f"{n:06d}.sql" for n in range(1, 21)
     ]
 
 
 def test_inspection_names_are_exported() -> None:
-    from graphile_py import inspection
+    from graphile_py.admin import inspector as inspection
 
     for name in (
         "CronStatus",

@@ -12,8 +12,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from graphile_py.dashboard.sampler import Sample
-from graphile_py.inspection import JobState, QueueStatus, StateCounts, TaskStatus
+from graphile_py.admin.inspector import JobState, QueueStatus, StateCounts, TaskStatus
+from graphile_py.extras.dashboard.sampler import Sample
 from graphile_py.jobs import Job
 
 __all__ = [

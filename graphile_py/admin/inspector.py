@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from graphile_py.admin import LockHolder, WorkerUtils
+from graphile_py.admin.utils import LockHolder, WorkerUtils
 from graphile_py.db.inspection import inspection_statements_for
 from graphile_py.errors import ConfigurationError
 from graphile_py.jobs import Job
 
 if TYPE_CHECKING:
-    from graphile_py.crontab import CronItem
+    from graphile_py.cron.crontab import CronItem
 
 __all__ = [
     "MAX_LIST_LIMIT",
@@ -367,13 +367,13 @@ def _queues(
 
 @functools.lru_cache(maxsize=8)  # the dashboard asks with the same text on every request
 def _crontab_items(text: str) -> dict[str, CronItem]:
-    from graphile_py.crontab import parse_crontab  # cron's parser loads only when needed
+    from graphile_py.cron.crontab import parse_crontab  # cron's parser loads only when needed
 
     return {item.identifier: item for item in parse_crontab(text)}
 
 
 def _next_run(item: CronItem, now: datetime) -> datetime | None:
-    from graphile_py.crontab import CronSchedule
+    from graphile_py.cron.crontab import CronSchedule
 
     # Crontab lines always parse to a CronSchedule; only Python matchers lack one.
     return item.match.next_run_after(now) if isinstance(item.match, CronSchedule) else None

@@ -38,9 +38,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from graphile_py.admin import WorkerUtils
-from graphile_py.dashboard.api import API_PREFIX, DashboardContext, router, version
-from graphile_py.dashboard.sampler import DEFAULT_INTERVAL, Sampler
+from graphile_py.admin.inspector import Inspector
+from graphile_py.admin.utils import WorkerUtils
 from graphile_py.errors import (
     ConfigurationError,
     ConnectError,
@@ -48,7 +47,8 @@ from graphile_py.errors import (
     GraphileError,
     JobRejected,
 )
-from graphile_py.inspection import Inspector
+from graphile_py.extras.dashboard.api import API_PREFIX, DashboardContext, router, version
+from graphile_py.extras.dashboard.sampler import DEFAULT_INTERVAL, Sampler
 
 __all__ = ["LOOPBACK_HOSTS", "create_app", "is_loopback"]
 
@@ -98,7 +98,7 @@ def create_app(
 ) -> FastAPI:
     """The dashboard as a FastAPI application, to serve with uvicorn or any ASGI server.
 
-    ``source`` is an :class:`~graphile_py.inspection.Inspector` or the
+    ``source`` is an :class:`~graphile_py.admin.inspector.Inspector` or the
     :class:`~graphile_py.WorkerUtils` to build one on; the caller keeps ownership and
     closes it. ``allow_actions`` enables retry, reschedule, remove and enqueue.
     ``token`` and ``basic_auth`` (``"user:password"``) protect it; ``allowed_hosts``
@@ -112,7 +112,7 @@ def create_app(
         raise ConfigurationError("the dashboard token must not be empty")
     credentials = _basic_credentials(basic_auth)
     if crontab is not None:
-        from graphile_py.crontab import parse_crontab
+        from graphile_py.cron.crontab import parse_crontab
 
         parse_crontab(crontab)  # a bad crontab fails here, not on every GET /cron
     sampler = sampler or Sampler(inspector.utils, interval=sample_interval)

@@ -31,7 +31,7 @@ from urllib.parse import unquote_plus
 
 import json5
 
-from graphile_py._json5_syntax import Json5SyntaxError, check_json5
+from graphile_py.cron.json5_errors import Json5SyntaxError, check_json5
 from graphile_py.errors import CrontabError
 
 __all__ = [

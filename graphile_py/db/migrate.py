@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from graphile_py.db import MIGRATION_ROW_INSERTED, Statements, statements_for, translate_error
+from graphile_py.db.migrations import DEFAULT_SCHEMA, Migration, load_migrations
 from graphile_py.errors import (
     ConfigurationError,
     DatabaseError,
@@ -27,7 +28,6 @@ from graphile_py.errors import (
     MigrationError,
     UnsupportedPostgresVersion,
 )
-from graphile_py.sql import Migration, load_migrations
 
 __all__ = ["MIN_SERVER_VERSION_NUM", "MigrationReport", "latest_known_migration", "migrate"]
 
@@ -63,7 +63,7 @@ def latest_known_migration() -> int:
 def migrate(
     conn: psycopg.Connection[Any],
     *,
-    schema: str = "graphile_worker",
+    schema: str = DEFAULT_SCHEMA,
     target: int | None = None,
 ) -> MigrationReport:
     """Install or upgrade the worker schema on ``conn``.

@@ -1,6 +1,7 @@
 """An HTTP endpoint for a worker pool: Prometheus ``/metrics`` and health probes.
 
-- ``/metrics``: the pool's :mod:`graphile_py.metrics` registry, in Prometheus' text format.
+- ``/metrics``: the pool's :mod:`~graphile_py.extras.metrics.collectors` registry, in
+  Prometheus' text format.
 - ``/healthz`` (liveness): 200 while the pool's worker, LISTEN and background threads
   are alive and the queue sampler's loop has gone round recently; 503 otherwise. It
   does not touch the database, so a database outage does not get the process restarted.
@@ -34,17 +35,17 @@ import psycopg
 
 from graphile_py.db import map_db_errors
 from graphile_py.db.health import schema_version
+from graphile_py.db.migrate import latest_known_migration
 from graphile_py.errors import ConfigurationError, GraphileError
-from graphile_py.metrics import (
+from graphile_py.extras.metrics.collectors import (
     QueueSampler,
     WorkerMetrics,
     conninfo_with_statement_timeout,
     find_worker_metrics,
 )
-from graphile_py.migrate import latest_known_migration
 
 if TYPE_CHECKING:
-    from graphile_py.worker import WorkerPool
+    from graphile_py.pool.pool import WorkerPool
 
 __all__ = ["MetricsServer", "Probe", "serve_metrics"]
 

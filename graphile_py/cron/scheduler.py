@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from graphile_py.crontab import CronItem, js_json, parse_crontab
+from graphile_py.cron.crontab import CronItem, js_json, parse_crontab
 from graphile_py.db import ConnectionSource, borrow
 from graphile_py.db.cron import CronStatements, KnownCrontab, cron_statements_for
 from graphile_py.errors import CrontabError, GraphileError

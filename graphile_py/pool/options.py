@@ -6,9 +6,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from graphile_py.db.migrations import DEFAULT_SCHEMA, check_identifier
 from graphile_py.errors import ConfigurationError
 from graphile_py.events import WorkerEvents
-from graphile_py.sql import check_identifier
 
 __all__ = ["ForbiddenFlags", "WorkerOptions"]
 
@@ -19,7 +19,7 @@ ForbiddenFlags = Sequence[str] | Callable[[], Sequence[str] | None] | None
 class WorkerOptions:
     """How a :class:`WorkerPool` behaves. Times are in seconds."""
 
-    schema: str = "graphile_worker"
+    schema: str = DEFAULT_SCHEMA
     #: Jobs run at once by this pool (one thread each).
     concurrency: int = 1
     #: How often idle workers look for jobs that no notification announces (run_at, retries).

@@ -1,10 +1,10 @@
-"""Operating-system plumbing for the embedded PostgreSQL server (graphile_py.embedded).
+"""Operating-system plumbing for the embedded PostgreSQL server (see ``server.py``).
 
 Running PostgreSQL's programs as an unprivileged user when we are root, reading
 ``postmaster.pid`` and telling whether its process is still the server, picking a free
 loopback port, small file helpers and a lock between processes. Nothing here knows how a
-cluster is laid out or when the server is started or stopped; :mod:`graphile_py.embedded`
-decides that and is the only user of this module.
+cluster is laid out or when the server is started or stopped;
+:mod:`graphile_py.extras.embedded.server` decides that and is the only user of this module.
 """
 
 from __future__ import annotations

@@ -19,10 +19,11 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from graphile_py.db import Row, borrow, map_db_errors, statements_for
-from graphile_py.enqueue import DEFAULT_SCHEMA, add_job, add_jobs
+from graphile_py.db.migrate import MigrationReport, migrate
+from graphile_py.db.migrations import DEFAULT_SCHEMA
+from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import ConfigurationError
 from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
-from graphile_py.migrate import MigrationReport, migrate
 
 __all__ = ["CLEANUP_TASKS", "CleanupTask", "LockHolder", "WorkerUtils"]
 

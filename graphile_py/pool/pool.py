@@ -30,21 +30,21 @@ from psycopg_pool import ConnectionPool
 
 from graphile_py.db import borrow, map_db_errors, statements_for
 from graphile_py.db.lease import ConnectionLease
+from graphile_py.db.retry import with_retries
 from graphile_py.errors import (
     EXIT_INCOMPATIBLE_SCHEMA,
     GraphileError,
     WorkerError,
 )
 from graphile_py.events import guarded
-from graphile_py.execution import EventLoopThread, Outcome, log_outcome, run_task
 from graphile_py.jobs import Job
-from graphile_py.listener import Listener
-from graphile_py.local_queue import LocalQueue
 from graphile_py.logs import JobLogger
-from graphile_py.options import WorkerOptions
-from graphile_py.outcomes import OutcomeWriter
-from graphile_py.retry import with_retries
-from graphile_py.slots import ActiveJob, SlotTable, WorkerSlot
+from graphile_py.pool.execution import EventLoopThread, Outcome, log_outcome, run_task
+from graphile_py.pool.listener import Listener
+from graphile_py.pool.local_queue import LocalQueue
+from graphile_py.pool.options import WorkerOptions
+from graphile_py.pool.outcomes import OutcomeWriter
+from graphile_py.pool.slots import ActiveJob, SlotTable, WorkerSlot
 from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, validate_task_map
 
 __all__ = ["WorkerPool"]
@@ -138,7 +138,7 @@ class WorkerPool:
         assert self._lease is not None, "the pool has not been started"
         return self._lease
 
-    # -- for health probes and metrics (graphile_py.health) ------------------------------
+    # -- for health probes and metrics (graphile_py.extras.metrics) -------------------
 
     @property
     def conninfo(self) -> str:

@@ -60,7 +60,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from graphile_py.embedded_host import (
+from graphile_py.errors import EmbeddedPostgresError, EmbeddedPostgresUnavailable
+from graphile_py.extras.embedded.host import (
     HOST,
     FileLock,
     User,
@@ -81,7 +82,6 @@ from graphile_py.embedded_host import (
     tail,
     write_private,
 )
-from graphile_py.errors import EmbeddedPostgresError, EmbeddedPostgresUnavailable
 
 __all__ = [
     "EmbeddedPostgres",

@@ -16,6 +16,7 @@ from importlib import resources
 from graphile_py.errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_SCHEMA",
     "MAX_IDENTIFIER_BYTES",
     "Migration",
     "check_identifier",
@@ -23,6 +24,9 @@ __all__ = [
     "quote_identifier",
     "render_schema",
 ]
+
+#: The worker schema's name unless told otherwise (graphile-worker's default too).
+DEFAULT_SCHEMA = "graphile_worker"
 
 #: PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), which would silently make
 #: two different schema names the same schema.

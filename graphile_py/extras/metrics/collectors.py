@@ -7,10 +7,10 @@ the global default, so several pools, or tests, in one process do not collide):
   durations by task, counted on the worker threads as the hooks fire;
 - the pool's connection pool and LISTEN reconnects, read when scraped;
 - :class:`QueueSampler`: queue depth by task and state and the oldest ready job's age,
-  sampled every few seconds with :class:`~graphile_py.inspection.Inspector` on a
+  sampled every few seconds with :class:`~graphile_py.admin.inspector.Inspector` on a
   connection of its own, never on the worker's hot path.
 
-:mod:`graphile_py.health` serves them over HTTP with the health probes.
+:mod:`graphile_py.extras.metrics.server` serves them over HTTP with the health probes.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
     ) from exc
 
 if TYPE_CHECKING:
-    from graphile_py.inspection import QueueStatusReport
-    from graphile_py.worker import WorkerPool
+    from graphile_py.admin.inspector import QueueStatusReport
+    from graphile_py.pool.pool import WorkerPool
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -256,9 +256,9 @@ class QueueSampler:
         return self._thread.ident is None or self._thread.is_alive() or self._stop.is_set()
 
     def _run(self) -> None:
-        from graphile_py.admin import WorkerUtils
+        from graphile_py.admin.inspector import Inspector
+        from graphile_py.admin.utils import WorkerUtils
         from graphile_py.errors import GraphileError
-        from graphile_py.inspection import Inspector
 
         utils: WorkerUtils | None = None
         try:

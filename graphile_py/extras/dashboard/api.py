@@ -1,6 +1,6 @@
 """The dashboard's JSON API, ``/api/v1``: the routes (their shapes are in ``models.py``).
 
-Reads go through the :class:`~graphile_py.inspection.Inspector`; enqueueing through
+Reads go through the :class:`~graphile_py.admin.inspector.Inspector`; enqueueing through
 ``WorkerUtils.add_job``; the throughput history comes from the sampler's buffer. The
 routes are plain functions, so FastAPI runs them on its thread pool, where blocking on
 the database is fine.
@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 
-from graphile_py.dashboard.models import (
+from graphile_py.admin.inspector import CronStatus, Inspector, JobFilter, JobRecord, JobState
+from graphile_py.extras.dashboard.models import (
     MAX_ID,
     BulkOut,
     Counts,
@@ -37,8 +38,7 @@ from graphile_py.dashboard.models import (
     TaskOut,
     seconds,
 )
-from graphile_py.dashboard.sampler import Sampler
-from graphile_py.inspection import CronStatus, Inspector, JobFilter, JobRecord, JobState
+from graphile_py.extras.dashboard.sampler import Sampler
 from graphile_py.jobs import Job
 
 __all__ = ["API_PREFIX", "DashboardContext", "router", "version"]

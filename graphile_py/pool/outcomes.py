@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from graphile_py.batching import WriteBatcher
 from graphile_py.db import FailureSpec, Statements
+from graphile_py.db.retry import with_retries
 from graphile_py.errors import GraphileError
-from graphile_py.execution import Outcome
 from graphile_py.jobs import Job
-from graphile_py.retry import with_retries
+from graphile_py.pool.batch_writer import WriteBatcher
+from graphile_py.pool.execution import Outcome
 
 __all__ = ["OutcomeWriter"]
 

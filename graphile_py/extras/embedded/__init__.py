@@ -1,0 +1,1 @@
+"""A local PostgreSQL managed by graphile-py (the ``embedded`` extra)."""
