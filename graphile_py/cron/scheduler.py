@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from typing import Any
 from graphile_py.cron.crontab import CronItem, js_json, parse_crontab
 from graphile_py.db import ConnectionSource, borrow
 from graphile_py.db.cron import CronStatements, KnownCrontab, cron_statements_for
+from graphile_py.db.retry import backoff_delay
 from graphile_py.errors import CrontabError, GraphileError
 from graphile_py.events import WorkerEvents, guarded
 
@@ -47,7 +47,6 @@ _TICK_MARGIN = 0.001  # wake 1 ms after the minute, so that "now" is inside it
 # Restart backoff (spec 6.4): min(200 ms * 1.5**k, 60 s) * (0.5 + random()).
 _RETRY_MIN_DELAY = 0.2
 _RETRY_MAX_DELAY = 60.0
-_RETRY_MULTIPLIER = 1.5
 
 
 def _utc_now() -> datetime:
@@ -157,9 +156,7 @@ class CronScheduler:
 
     def _log_restart(self, exc: BaseException) -> float:
         self._attempts += 1
-        delay = min(
-            _RETRY_MIN_DELAY * _RETRY_MULTIPLIER ** (self._attempts - 1), _RETRY_MAX_DELAY
-        ) * (0.5 + random.random())
+        delay = backoff_delay(self._attempts - 1, low=_RETRY_MIN_DELAY, high=_RETRY_MAX_DELAY)
         logger.error(
             "Cron hit an error; restarting in %dms (attempt %d): %s",
             round(delay * 1000),

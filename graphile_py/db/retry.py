@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from graphile_py.errors import ConnectError, GraphileError
 
-__all__ = ["retry_delay", "with_retries"]
+__all__ = ["backoff_delay", "retry_delay", "with_retries"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,15 @@ _RETRYABLE_SQLSTATES = {
 _CONNECTION_DELAYS = (0.5, 30.0)
 
 
+def backoff_delay(attempt: int, *, low: float, high: float) -> float:
+    """Jittered exponential backoff: ``min(low * 1.5**attempt, high) * (0.5 + random())``.
+
+    ``attempt`` counts from 0; the jitter keeps many clients that failed together from
+    retrying together.
+    """
+    return min(low * 1.5**attempt, high) * (0.5 + random.random())
+
+
 def retry_delay(error: BaseException, attempt: int) -> float | None:
     """Seconds to wait before retry number ``attempt`` (0-based), or None if not retryable."""
     delays: tuple[float, float] | None = None
@@ -41,7 +50,7 @@ def retry_delay(error: BaseException, attempt: int) -> float | None:
     if delays is None:
         return None
     low, high = delays
-    return min(low * 1.5**attempt, high) * (0.5 + random.random())
+    return backoff_delay(attempt, low=low, high=high)
 
 
 def with_retries(
