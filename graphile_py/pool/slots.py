@@ -20,12 +20,14 @@ from graphile_py.events import WorkerEvents
 from graphile_py.jobs import Job
 from graphile_py.logs import JobLogger
 
-__all__ = ["ActiveJob", "JobState", "Overdue", "SlotTable", "WorkerSlot"]
+__all__ = ["ActiveJob", "Overdue", "RunState", "SlotTable", "WorkerSlot"]
 
 logger = logging.getLogger("graphile_py.worker")
 
 
-class JobState(Enum):
+class RunState(Enum):
+    """Where a job stands inside its worker slot (not the job's state in the database)."""
+
     RUNNING = "running"  # the task is executing
     WRITING = "writing"  # the worker is recording the outcome
     ABANDONED = "abandoned"  # shutdown or a time limit failed the job first
@@ -46,7 +48,7 @@ class ActiveJob:
 
     def __init__(self, job: Job, timeout: float | None) -> None:
         self.job = job
-        self.state = JobState.RUNNING
+        self.state = RunState.RUNNING
         #: The outcome is recorded (or handed to a batch writer); see SlotTable.written.
         self.written = False
         self.abort_requested = False
@@ -181,11 +183,11 @@ class SlotTable:
     def task_returned(self, slot: WorkerSlot, active: ActiveJob) -> bool:
         """The task ended: True if the worker should record the outcome (False: abandoned)."""
         with self._lock:
-            if active.state is JobState.ABANDONED:
+            if active.state is RunState.ABANDONED:
                 if slot.active is active:
                     slot.active = None
                 return False
-            active.state = JobState.WRITING
+            active.state = RunState.WRITING
             return True
 
     def written(self, slot: WorkerSlot | None, active: ActiveJob) -> None:
@@ -210,10 +212,10 @@ class SlotTable:
             running = [
                 slot.active
                 for slot in self._slots
-                if slot.active is not None and slot.active.state is JobState.RUNNING
+                if slot.active is not None and slot.active.state is RunState.RUNNING
             ]
             for active in running:
-                active.state = JobState.ABANDONED
+                active.state = RunState.ABANDONED
         return [active.job for active in running]
 
     def wait_for_writes(self, timeout: float) -> None:
@@ -222,7 +224,7 @@ class SlotTable:
             writing = [
                 slot.active
                 for slot in self._slots
-                if slot.active is not None and slot.active.state is JobState.WRITING
+                if slot.active is not None and slot.active.state is RunState.WRITING
             ]
             self._written.wait_for(lambda: all(active.written for active in writing), timeout)
 
@@ -240,7 +242,7 @@ class SlotTable:
                 active = slot.active
                 if active is None or active.deadline is None or now < active.deadline:
                     continue
-                if active.state is not JobState.RUNNING:
+                if active.state is not RunState.RUNNING:
                     continue
                 if not active.abort_requested:
                     slot.log.warning(
@@ -251,7 +253,7 @@ class SlotTable:
                     )
                     active.request_abort()
                 if now >= active.deadline + grace:
-                    active.state = JobState.ABANDONED
+                    active.state = RunState.ABANDONED
                     slot.retired = True
                     slot.active = None
                     replacement = self._make_slot()
