@@ -16,52 +16,88 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from graphile_py.jobs import Job
 
-if TYPE_CHECKING:
-    from graphile_py.pool.pool import WorkerPool
-
-__all__ = ["CombinedEvents", "WorkerEvents", "combine_events", "guarded"]
+__all__ = ["CombinedEvents", "PoolView", "WorkerEvents", "combine_events", "guarded"]
 
 logger = logging.getLogger("graphile_py.events")
+
+
+class PoolView(Protocol):
+    """The pool as the ``pool_*`` and ``reset_locked_*`` hooks see it (read-only).
+
+    A :class:`~graphile_py.WorkerPool` is one. Hooks are typed with this rather than
+    with the pool's class so that events, at the bottom of the package, does not
+    depend on the pool, which emits them.
+    """
+
+    @property
+    def id(self) -> str:
+        """The pool's id, written to ``locked_by`` of the jobs and queues it claims."""
+        ...
+
+    @property
+    def tasks(self) -> Mapping[str, Callable[..., object]]:
+        """The pool's tasks by identifier."""
+        ...
+
+    @property
+    def once(self) -> bool:
+        """True in run-once mode."""
+        ...
+
+    @property
+    def started(self) -> bool:
+        """True once the pool has opened its connections."""
+        ...
+
+    @property
+    def stopping(self) -> bool:
+        """True once the pool has stopped claiming jobs."""
+        ...
+
+    @property
+    def listener_reconnects(self) -> int:
+        """How often the LISTEN connection was lost and re-established."""
+        ...
 
 
 class WorkerEvents:
     """No-op hooks; override the ones you need. Arguments mirror graphile-worker's events."""
 
     # -- the pool ------------------------------------------------------------------------
-    def pool_create(self, pool: WorkerPool) -> None:
+    def pool_create(self, pool: PoolView) -> None:
         """The pool was built (before it connects)."""
 
-    def pool_listen_connecting(self, pool: WorkerPool, attempts: int) -> None:
+    def pool_listen_connecting(self, pool: PoolView, attempts: int) -> None:
         """The LISTEN connection is being (re)established; ``attempts`` failed so far."""
 
-    def pool_listen_success(self, pool: WorkerPool) -> None:
+    def pool_listen_success(self, pool: PoolView) -> None:
         """LISTEN is active."""
 
-    def pool_listen_error(self, pool: WorkerPool, error: BaseException) -> None:
+    def pool_listen_error(self, pool: PoolView, error: BaseException) -> None:
         """The LISTEN connection failed; it will be retried with backoff."""
 
-    def pool_listen_notification(self, pool: WorkerPool, channel: str, payload: str) -> None:
+    def pool_listen_notification(self, pool: PoolView, channel: str, payload: str) -> None:
         """A notification arrived on ``jobs:insert`` or ``worker:migrate``."""
 
-    def pool_listen_release(self, pool: WorkerPool) -> None:
+    def pool_listen_release(self, pool: PoolView) -> None:
         """The LISTEN connection was closed for good (shutdown)."""
 
-    def pool_graceful_shutdown(self, pool: WorkerPool, message: str) -> None:
+    def pool_graceful_shutdown(self, pool: PoolView, message: str) -> None:
         """Graceful shutdown began: no new jobs are claimed."""
 
-    def pool_forceful_shutdown(self, pool: WorkerPool, message: str) -> None:
+    def pool_forceful_shutdown(self, pool: PoolView, message: str) -> None:
         """Running jobs are being failed because shutdown was forced or timed out."""
 
-    def pool_fatal_error(self, pool: WorkerPool, error: BaseException, action: str) -> None:
+    def pool_fatal_error(self, pool: PoolView, error: BaseException, action: str) -> None:
         """A batched write (``complete_job`` or ``fail_job``) failed for good."""
 
-    def pool_release(self, pool: WorkerPool) -> None:
+    def pool_release(self, pool: PoolView) -> None:
         """The pool has stopped and released its connections."""
 
     # -- workers -------------------------------------------------------------------------
@@ -112,14 +148,14 @@ class WorkerEvents:
         """The outcome is being recorded (success when ``error`` is None)."""
 
     # -- the stale-lock sweep ------------------------------------------------------------
-    def reset_locked_started(self, pool: WorkerPool) -> None:
+    def reset_locked_started(self, pool: PoolView) -> None:
         """The stale-lock sweep is running."""
 
-    def reset_locked_success(self, pool: WorkerPool, next_delay: float | None) -> None:
+    def reset_locked_success(self, pool: PoolView, next_delay: float | None) -> None:
         """The sweep finished; the next one is in ``next_delay`` seconds."""
 
     def reset_locked_failure(
-        self, pool: WorkerPool, error: BaseException, next_delay: float | None
+        self, pool: PoolView, error: BaseException, next_delay: float | None
     ) -> None:
         """The sweep failed; it is tried again in ``next_delay`` seconds."""
 

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from graphile_py.errors import ConfigurationError
-from graphile_py.events import CombinedEvents, WorkerEvents
+from graphile_py.events import CombinedEvents, PoolView, WorkerEvents
 from graphile_py.jobs import Job
+from graphile_py.pool import WorkerPool
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -37,7 +38,6 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
 
 if TYPE_CHECKING:
     from graphile_py.admin.inspector import QueueStatusReport
-    from graphile_py.pool.pool import WorkerPool
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -103,8 +103,10 @@ class WorkerMetrics(WorkerEvents):
 
     # -- hooks ---------------------------------------------------------------------------
 
-    def pool_create(self, pool: WorkerPool) -> None:
+    def pool_create(self, pool: PoolView) -> None:
         """Start every task's series at zero and register the pool's own metrics."""
+        if not isinstance(pool, WorkerPool):  # its connection statistics are read below
+            raise ConfigurationError("a WorkerMetrics reports on a WorkerPool")
         if self.pool is not None:
             raise ConfigurationError("a WorkerMetrics belongs to one WorkerPool; make another")
         self.pool = pool
