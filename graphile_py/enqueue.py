@@ -19,9 +19,9 @@ from typing import Any, Unpack
 
 import psycopg
 
-from graphile_py.db import Row
-from graphile_py.db.enqueue import enqueue_statements_for
+from graphile_py.db.enqueue import EnqueueStatements, Plan, run_plan, run_plan_async
 from graphile_py.db.migrations import DEFAULT_SCHEMA
+from graphile_py.db.rows import Row
 from graphile_py.errors import DatabaseError, JobRejected
 from graphile_py.jobs import (
     Job,
@@ -71,14 +71,8 @@ def add_job(
     Raises :class:`JobRejected` (or its subclasses) for a job the database would refuse,
     before anything is sent, and :class:`DatabaseError` for other database failures.
     """
-    params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    statements = enqueue_statements_for(schema)
-    for _ in range(_KEY_RACE_RETRIES):
-        row = statements.add_job(connection, params)
-        if row["id"] is not None:
-            return _added_job(row, identifier, options)
-    raise _key_race_error(options.get("job_key"))
+    return run_plan(connection, _add_job(identifier, payload, schema, max_payload_bytes, options))
 
 
 async def add_job_async(
@@ -91,22 +85,9 @@ async def add_job_async(
     **options: Unpack[JobOptions],
 ) -> Job:
     """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor)."""
-    params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
-    statements = enqueue_statements_for(schema)
-    for _ in range(_KEY_RACE_RETRIES):
-        row = await statements.add_job_async(connection, params)
-        if row["id"] is not None:
-            return _added_job(row, identifier, options)
-    raise _key_race_error(options.get("job_key"))
-
-
-def _added_job(row: Row, identifier: str, options: JobOptions) -> Job:
-    if "task_identifier" in row:  # labelled by the database (an unsafe_dedupe match)
-        return Job.from_row(row)
-    return Job.from_row(
-        row, task_identifier=identifier, queue_name=options.get("queue_name") or None
-    )
+    plan = _add_job(identifier, payload, schema, max_payload_bytes, options)
+    return await run_plan_async(connection, plan)
 
 
 def add_jobs(
@@ -125,14 +106,9 @@ def add_jobs(
     With ``job_key_preserve_run_at`` a spec whose key matches a pending job keeps that
     job's ``run_at`` (``job_key_mode`` is not available here, as in graphile-worker).
     """
-    if not specs:
-        return []
-    specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    rows = enqueue_statements_for(schema).add_jobs(
-        connection, specs_json, payloads_json, job_key_preserve_run_at
-    )
-    return _jobs_for_specs(rows, specs)
+    plan = _add_jobs(specs, job_key_preserve_run_at, schema, max_payload_bytes)
+    return run_plan(connection, plan)
 
 
 async def add_jobs_async(
@@ -144,14 +120,49 @@ async def add_jobs_async(
     max_payload_bytes: int | None = None,
 ) -> list[Job]:
     """:func:`add_jobs` for a ``psycopg.AsyncConnection`` (or async cursor)."""
+    connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
+    plan = _add_jobs(specs, job_key_preserve_run_at, schema, max_payload_bytes)
+    return await run_plan_async(connection, plan)
+
+
+# The plans below are the whole of add_job and add_jobs, for both kinds of connection:
+# checks, parameters, retries and the reading of rows. Nothing runs before the first
+# step is asked for, and arguments are checked before the first statement is sent.
+
+
+def _add_job(
+    identifier: str,
+    payload: object,
+    schema: str,
+    max_payload_bytes: int | None,
+    options: JobOptions,
+) -> Plan[Job]:
+    params = _add_job_params(identifier, payload, options, max_payload_bytes)
+    statements = EnqueueStatements.for_schema(schema)
+    for _ in range(_KEY_RACE_RETRIES):
+        row = yield from statements.add_job_plan(params)
+        if row["id"] is not None:
+            return _added_job(row, identifier, options)
+    raise _key_race_error(options.get("job_key"))
+
+
+def _added_job(row: Row, identifier: str, options: JobOptions) -> Job:
+    if "task_identifier" in row:  # labelled by the database (an unsafe_dedupe match)
+        return Job.from_row(row)
+    return Job.from_row(
+        row, task_identifier=identifier, queue_name=options.get("queue_name") or None
+    )
+
+
+def _add_jobs(
+    specs: Sequence[JobSpec], preserve_run_at: bool, schema: str, max_payload_bytes: int | None
+) -> Plan[list[Job]]:
     if not specs:
         return []
     specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
-    connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
-    rows = await enqueue_statements_for(schema).add_jobs_async(
-        connection, specs_json, payloads_json, job_key_preserve_run_at
-    )
-    return _jobs_for_specs(rows, specs)
+    statements = EnqueueStatements.for_schema(schema)
+    jobs = yield from statements.add_jobs_plan(specs_json, payloads_json, preserve_run_at)
+    return _jobs_for_specs(jobs, specs)
 
 
 def _add_job_params(

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import psycopg
 
-from graphile_py.db import compose, map_db_errors
+from graphile_py.db.statement_set import Statement, StatementSet
+from graphile_py.db.translate import map_db_errors
 
 __all__ = ["CronStatements", "KnownCrontab", "cron_statements_for"]
 
@@ -25,63 +25,57 @@ __all__ = ["CronStatements", "KnownCrontab", "cron_statements_for"]
 KnownCrontab = tuple[str, datetime, datetime | None]
 
 
-@cache
 def cron_statements_for(schema: str) -> CronStatements:
     """The cron statements for one worker schema (built once per schema per process)."""
-    return CronStatements(schema)
+    return CronStatements.for_schema(schema)
 
 
-class CronStatements:
-    """The composed cron statements of one worker schema, and the functions that run them."""
+class CronStatements(StatementSet):
+    """The cron statements of one worker schema, and the functions that run them."""
 
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-        self.known_crontabs_sql = compose(
-            "select identifier, known_since, last_execution"
-            " from {schema}._private_known_crontabs where identifier = any(%s::text[])",
-            schema,
-        )
-        self.register_sql = compose(
-            "insert into {schema}._private_known_crontabs as known (identifier, known_since)"
-            " select wanted.identifier, %s::timestamptz"
-            " from unnest(%s::text[]) as wanted(identifier)"
-            " on conflict do nothing",
-            schema,
-        )
-        # One statement, so it is atomic: claim the minute for every identifier whose
-        # last_execution is still before it (strictly), then add a job for each identifier
-        # actually claimed, in the order given. Another runner that claimed the minute
-        # first makes the upsert's WHERE false here, so nothing is returned or added.
-        self.schedule_sql = compose(
-            "with specs as ("
-            "select entry.position,"
-            " (entry.spec->>'identifier')::text as identifier,"
-            " (entry.spec->'job'->>'task')::text as task,"
-            " (entry.spec->'job'->'payload')::json as payload,"
-            " (entry.spec->'job'->>'queueName')::text as queue_name,"
-            " (entry.spec->'job'->>'runAt')::timestamptz as run_at,"
-            " (entry.spec->'job'->>'maxAttempts')::smallint as max_attempts,"
-            " (entry.spec->'job'->>'priority')::smallint as priority,"
-            " (entry.spec->'job'->>'jobKey')::text as job_key,"
-            " (entry.spec->'job'->>'jobKeyMode')::text as job_key_mode"
-            " from json_array_elements(%(specs)s::json) with ordinality"
-            " as entry(spec, position)),"
-            " claimed as ("
-            "insert into {schema}._private_known_crontabs as known"
-            " (identifier, known_since, last_execution)"
-            " select specs.identifier, %(ts)s::timestamptz, %(ts)s::timestamptz from specs"
-            " on conflict (identifier) do update set last_execution = excluded.last_execution"
-            " where known.last_execution is null"
-            " or known.last_execution < excluded.last_execution"
-            " returning known.identifier)"
-            " select (added).id from (select {schema}.add_job("
-            "specs.task, specs.payload, specs.queue_name,"
-            " coalesce(specs.run_at, %(now)s::timestamptz, now()), specs.max_attempts,"
-            " specs.job_key, specs.priority, null, specs.job_key_mode) as added"
-            " from specs join claimed on claimed.identifier = specs.identifier"
-            " order by specs.position) as jobs",
-            schema,
-        )
+    known_crontabs_sql = Statement(
+        "select identifier, known_since, last_execution"
+        " from {schema}._private_known_crontabs where identifier = any(%s::text[])"
+    )
+    register_sql = Statement(
+        "insert into {schema}._private_known_crontabs as known (identifier, known_since)"
+        " select wanted.identifier, %s::timestamptz"
+        " from unnest(%s::text[]) as wanted(identifier)"
+        " on conflict do nothing"
+    )
+    # One statement, so it is atomic: claim the minute for every identifier whose
+    # last_execution is still before it (strictly), then add a job for each identifier
+    # actually claimed, in the order given. Another runner that claimed the minute
+    # first makes the upsert's WHERE false here, so nothing is returned or added.
+    schedule_sql = Statement(
+        "with specs as ("
+        "select entry.position,"
+        " (entry.spec->>'identifier')::text as identifier,"
+        " (entry.spec->'job'->>'task')::text as task,"
+        " (entry.spec->'job'->'payload')::json as payload,"
+        " (entry.spec->'job'->>'queueName')::text as queue_name,"
+        " (entry.spec->'job'->>'runAt')::timestamptz as run_at,"
+        " (entry.spec->'job'->>'maxAttempts')::smallint as max_attempts,"
+        " (entry.spec->'job'->>'priority')::smallint as priority,"
+        " (entry.spec->'job'->>'jobKey')::text as job_key,"
+        " (entry.spec->'job'->>'jobKeyMode')::text as job_key_mode"
+        " from json_array_elements(%(specs)s::json) with ordinality"
+        " as entry(spec, position)),"
+        " claimed as ("
+        "insert into {schema}._private_known_crontabs as known"
+        " (identifier, known_since, last_execution)"
+        " select specs.identifier, %(ts)s::timestamptz, %(ts)s::timestamptz from specs"
+        " on conflict (identifier) do update set last_execution = excluded.last_execution"
+        " where known.last_execution is null"
+        " or known.last_execution < excluded.last_execution"
+        " returning known.identifier)"
+        " select (added).id from (select {schema}.add_job("
+        "specs.task, specs.payload, specs.queue_name,"
+        " coalesce(specs.run_at, %(now)s::timestamptz, now()), specs.max_attempts,"
+        " specs.job_key, specs.priority, null, specs.job_key_mode) as added"
+        " from specs join claimed on claimed.identifier = specs.identifier"
+        " order by specs.position) as jobs"
+    )
 
     def known_crontabs(
         self, conn: psycopg.Connection[Any], identifiers: Sequence[str]

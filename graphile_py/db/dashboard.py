@@ -25,13 +25,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import psycopg
 
 from graphile_py.db.inspection import STATE_SQL
-from graphile_py.db.statements import compose
+from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 
 __all__ = ["MAX_FAILURE_PAIRS", "DashboardStatements", "RawSample", "dashboard_statements_for"]
@@ -56,43 +55,39 @@ class RawSample:
     failed: int
 
 
-@cache
 def dashboard_statements_for(schema: str) -> DashboardStatements:
     """The dashboard's statements for one worker schema (built once per schema)."""
-    return DashboardStatements(schema)
+    return DashboardStatements.for_schema(schema)
 
 
-class DashboardStatements:
+class DashboardStatements(StatementSet):
     """The sampler's probe, composed for one worker schema."""
 
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-        # The jobs table's name travels as a bind parameter (quoted by quote_ident) for the
-        # two functions that want a regclass; the id sequence's name is looked up rather
-        # than spelled out, because migration 11 left it with a generated name.
-        self.sample_sql = compose(
-            "with jobs_table as (select (quote_ident(%(schema)s::text) || '._private_jobs')"
-            "::regclass as oid)"
-            " select now() as taken_at,"
-            " coalesce(pg_sequence_last_value(pg_get_serial_sequence("
-            "(select oid from jobs_table)::text, 'id')::regclass), 0) as last_id,"
-            " pg_stat_get_tuples_deleted((select oid from jobs_table)) as deleted,"
-            " (select coalesce(json_agg(json_build_array(recent.id, recent.attempts)), '[]')"
-            " from (select id, attempts from {schema}._private_jobs"
-            " where locked_at is null and last_error is not null and attempts > 0"
-            " and run_at > coalesce(%(since)s::timestamptz, '-infinity')"
-            " order by run_at desc limit %(max_pairs)s::int) as recent) as failures,"
-            " counts.*"
-            " from (select"
-            " count(*) filter (where classified.state = 'ready') as ready,"
-            " count(*) filter (where classified.state = 'scheduled') as scheduled,"
-            " count(*) filter (where classified.state = 'running') as running,"
-            " count(*) filter (where classified.state = 'retrying') as retrying,"
-            " count(*) filter (where classified.state = 'failed') as failed"
-            " from (select " + STATE_SQL + " as state from {schema}._private_jobs as jobs)"
-            " as classified) as counts",
-            schema,
-        )
+    # The jobs table's name travels as a bind parameter (quoted by quote_ident) for the
+    # two functions that want a regclass; the id sequence's name is looked up rather
+    # than spelled out, because migration 11 left it with a generated name.
+    sample_sql = Statement(
+        "with jobs_table as (select (quote_ident(%(schema)s::text) || '._private_jobs')"
+        "::regclass as oid)"
+        " select now() as taken_at,"
+        " coalesce(pg_sequence_last_value(pg_get_serial_sequence("
+        "(select oid from jobs_table)::text, 'id')::regclass), 0) as last_id,"
+        " pg_stat_get_tuples_deleted((select oid from jobs_table)) as deleted,"
+        " (select coalesce(json_agg(json_build_array(recent.id, recent.attempts)), '[]')"
+        " from (select id, attempts from {schema}._private_jobs"
+        " where locked_at is null and last_error is not null and attempts > 0"
+        " and run_at > coalesce(%(since)s::timestamptz, '-infinity')"
+        " order by run_at desc limit %(max_pairs)s::int) as recent) as failures,"
+        " counts.*"
+        " from (select"
+        " count(*) filter (where classified.state = 'ready') as ready,"
+        " count(*) filter (where classified.state = 'scheduled') as scheduled,"
+        " count(*) filter (where classified.state = 'running') as running,"
+        " count(*) filter (where classified.state = 'retrying') as retrying,"
+        " count(*) filter (where classified.state = 'failed') as failed"
+        " from (select " + STATE_SQL + " as state from {schema}._private_jobs as jobs)"
+        " as classified) as counts"
+    )
 
     def sample(self, conn: psycopg.Connection[Any], since: datetime | None) -> RawSample:
         """Read the aggregates now; ``since`` is the previous sample's ``taken_at``."""

@@ -1,145 +1,205 @@
-"""The statements behind :mod:`graphile_py.enqueue`: ``add_job`` and ``add_jobs``.
+"""The statements behind :mod:`graphile_py.enqueue`, and the plans that run them.
 
 ``add_job`` without a job key is one statement of our own that does what graphile-worker's
 ``add_job`` function does for it; every other call goes through the schema's functions,
 exactly as Node's ``addJob``/``addJobs`` do.
+
+Adding jobs works on the caller's connection, sync or async, so the logic is written
+once, as a *plan*: a generator that yields the :class:`Step` (statement, parameters, how
+to read the result) it needs next and is sent back that step's result. :func:`run_plan`
+and :func:`run_plan_async` are the only code that does I/O; they also translate errors,
+so both variants refuse a job with the same :class:`~graphile_py.errors.JobRejected`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from functools import cache
-from typing import Any
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.string import TextLoader
 
-from graphile_py.db.statements import JOB_COLUMNS, Row, compose, jobs_from_rows
+from graphile_py.db.rows import JOB_COLUMNS, Row, jobs_from_rows
+from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 from graphile_py.jobs import Job
 
-__all__ = ["EnqueueStatements", "enqueue_statements_for"]
+__all__ = [
+    "EnqueueStatements",
+    "Plan",
+    "Step",
+    "enqueue_statements_for",
+    "run_plan",
+    "run_plan_async",
+]
+
+T = TypeVar("T")
 
 
-@cache
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a plan, and how its result is read."""
+
+    query: bytes
+    params: Sequence[Any] | Mapping[str, Any]
+    #: What was being done, for the message of a translated error.
+    action: str
+    #: Rows as dicts (``dict_row``); otherwise tuples.
+    dict_rows: bool = False
+    #: Fetch every row; otherwise the first (or None).
+    many: bool = False
+    #: ``json`` columns as their text, to be decoded by the plan.
+    json_as_text: bool = False
+
+
+#: A generator of the steps of one operation, returning its result.
+Plan = Generator[Step, Any, T]
+
+
+def run_plan(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
+    """Run ``plan``'s steps on ``conn``, in the caller's transaction; return its result."""
+    result: Any = None
+    while True:
+        try:
+            step = plan.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        with (
+            map_db_errors(step.action, adding_jobs=True),
+            conn.cursor(row_factory=dict_row if step.dict_rows else tuple_row) as cur,
+        ):
+            if step.json_as_text:
+                cur.adapters.register_loader("json", TextLoader)
+            cur.execute(step.query, step.params)
+            result = cur.fetchall() if step.many else cur.fetchone()
+
+
+async def run_plan_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
+    """:func:`run_plan` on an async connection."""
+    result: Any = None
+    while True:
+        try:
+            step = plan.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        with map_db_errors(step.action, adding_jobs=True):
+            async with conn.cursor(row_factory=dict_row if step.dict_rows else tuple_row) as cur:
+                if step.json_as_text:
+                    cur.adapters.register_loader("json", TextLoader)
+                await cur.execute(step.query, step.params)
+                result = await (cur.fetchall() if step.many else cur.fetchone())
+
+
 def enqueue_statements_for(schema: str) -> EnqueueStatements:
     """The enqueueing statements for one worker schema (built once per schema per process)."""
-    return EnqueueStatements(schema)
+    return EnqueueStatements.for_schema(schema)
 
 
-class EnqueueStatements:
-    """The composed enqueueing statements of one worker schema, and what runs them."""
+class EnqueueStatements(StatementSet):
+    """The enqueueing statements of one worker schema, and the plans that use them."""
 
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
+    add_job_sql = Statement(
+        "select * from {schema}.add_job("
+        "identifier => %s::text, payload => %s::json, queue_name => %s::text,"
+        " run_at => %s::timestamptz, max_attempts => %s::int, job_key => %s::text,"
+        " priority => %s::int, flags => %s::text[], job_key_mode => %s::text)"
+    )
+    # add_job without a job key, as one statement: what the add_job function does for
+    # it (register the task and queue names, insert, announce with count 1) without
+    # the PL/pgSQL call into add_jobs, which costs about twice the insert itself. It
+    # inserts nothing if the task or queue row is not visible in this statement's
+    # snapshot (a concurrent first use of the name); the plan then calls add_job.
+    add_job_unkeyed_sql = Statement(
+        "with new_task as (insert into {schema}._private_tasks (identifier)"
+        " select %(identifier)s::text where not exists (select 1 from"
+        " {schema}._private_tasks as known where known.identifier = %(identifier)s::text)"
+        " on conflict do nothing returning id),"
+        " task as (select id from new_task union all select id from {schema}._private_tasks"
+        " where identifier = %(identifier)s::text limit 1),"
+        " new_queue as (insert into {schema}._private_job_queues (queue_name)"
+        " select %(queue)s::text where %(queue)s::text is not null and not exists ("
+        "select 1 from {schema}._private_job_queues as known"
+        " where known.queue_name = %(queue)s::text) on conflict do nothing returning id),"
+        " queue as (select id from new_queue union all select id from"
+        " {schema}._private_job_queues where queue_name = %(queue)s::text limit 1),"
+        " announced as (select pg_notify('jobs:insert',"
+        " '{{\"r\":' || random()::text || ',\"count\":1}}') as done)"
+        " insert into {schema}._private_jobs"
+        " (job_queue_id, task_id, payload, run_at, max_attempts, key, priority, flags)"
+        " select queue.id, task.id, coalesce(%(payload)s::json, '{{}}'::json),"
+        " coalesce(%(run_at)s::timestamptz, now()),"
+        " coalesce(%(max_attempts)s::int::smallint, 25::smallint), null,"
+        " coalesce(%(priority)s::int::smallint, 0::smallint),"
+        " (select jsonb_object_agg(f.name, true) from unnest(%(flags)s::text[]) as f(name))"
+        " from task cross join announced left join queue on true"
+        " where %(queue)s::text is null or queue.id is not null"
+        " returning *"
+    )
+    # A JSON array of specs becomes job_spec[] in the database, as Node sends it.
+    # Payloads travel apart, as one JSON array whose elements are taken verbatim,
+    # because json_populate_recordset turns a json field into text and refuses \u0000.
+    add_jobs_sql = Statement(
+        "select {columns} from {schema}.add_jobs(array("
+        "select row(spec.identifier, payload.text, spec.queue_name, spec.run_at,"
+        " spec.max_attempts, spec.job_key, spec.priority, spec.flags)::{schema}.job_spec"
+        " from json_populate_recordset(null::{schema}.job_spec, %s::json)"
+        " with ordinality as spec(identifier, payload, queue_name, run_at, max_attempts,"
+        " job_key, priority, flags, n)"
+        " join json_array_elements(%s::json) with ordinality as payload(text, n) using (n)"
+        " order by n), %s::boolean) order by id",
+        columns=sql.SQL(", ".join(JOB_COLUMNS)),
+    )
+    # add_jobs returns rows in no promised order, so rows are labelled with their task
+    # and queue names from the database rather than matched to specs by position.
+    # (A separate statement: the one calling add_jobs cannot see the task and queue
+    # rows that add_jobs inserts.)
+    names_for_ids_sql = Statement(
+        "select (select coalesce(json_object_agg(id, identifier), '{{}}')"
+        " from {schema}._private_tasks where id = any(%s::int[])) as tasks,"
+        " (select coalesce(json_object_agg(id, queue_name), '{{}}')"
+        " from {schema}._private_job_queues where id = any(%s::int[])) as queues"
+    )
 
-        def c(template: str, **parts: sql.Composable) -> bytes:
-            return compose(template, schema, **parts)
-
-        self.add_job_sql = c(
-            "select * from {schema}.add_job("
-            "identifier => %s::text, payload => %s::json, queue_name => %s::text,"
-            " run_at => %s::timestamptz, max_attempts => %s::int, job_key => %s::text,"
-            " priority => %s::int, flags => %s::text[], job_key_mode => %s::text)"
-        )
-        # add_job without a job key, as one statement: what the add_job function does for
-        # it (register the task and queue names, insert, announce with count 1) without
-        # the PL/pgSQL call into add_jobs, which costs about twice the insert itself. It
-        # inserts nothing if the task or queue row is not visible in this statement's
-        # snapshot (a concurrent first use of the name); the caller then calls add_job.
-        self.add_job_unkeyed_sql = c(
-            "with new_task as (insert into {schema}._private_tasks (identifier)"
-            " select %(identifier)s::text where not exists (select 1 from"
-            " {schema}._private_tasks as known where known.identifier = %(identifier)s::text)"
-            " on conflict do nothing returning id),"
-            " task as (select id from new_task union all select id from {schema}._private_tasks"
-            " where identifier = %(identifier)s::text limit 1),"
-            " new_queue as (insert into {schema}._private_job_queues (queue_name)"
-            " select %(queue)s::text where %(queue)s::text is not null and not exists ("
-            "select 1 from {schema}._private_job_queues as known"
-            " where known.queue_name = %(queue)s::text) on conflict do nothing returning id),"
-            " queue as (select id from new_queue union all select id from"
-            " {schema}._private_job_queues where queue_name = %(queue)s::text limit 1),"
-            " announced as (select pg_notify('jobs:insert',"
-            " '{{\"r\":' || random()::text || ',\"count\":1}}') as done)"
-            " insert into {schema}._private_jobs"
-            " (job_queue_id, task_id, payload, run_at, max_attempts, key, priority, flags)"
-            " select queue.id, task.id, coalesce(%(payload)s::json, '{{}}'::json),"
-            " coalesce(%(run_at)s::timestamptz, now()),"
-            " coalesce(%(max_attempts)s::int::smallint, 25::smallint), null,"
-            " coalesce(%(priority)s::int::smallint, 0::smallint),"
-            " (select jsonb_object_agg(f.name, true) from unnest(%(flags)s::text[]) as f(name))"
-            " from task cross join announced left join queue on true"
-            " where %(queue)s::text is null or queue.id is not null"
-            " returning *"
-        )
-        # A JSON array of specs becomes job_spec[] in the database, as Node sends it.
-        # Payloads travel apart, as one JSON array whose elements are taken verbatim,
-        # because json_populate_recordset turns a json field into text and refuses \u0000.
-        self.add_jobs_sql = c(
-            "select {columns} from {schema}.add_jobs(array("
-            "select row(spec.identifier, payload.text, spec.queue_name, spec.run_at,"
-            " spec.max_attempts, spec.job_key, spec.priority, spec.flags)::{schema}.job_spec"
-            " from json_populate_recordset(null::{schema}.job_spec, %s::json)"
-            " with ordinality as spec(identifier, payload, queue_name, run_at, max_attempts,"
-            " job_key, priority, flags, n)"
-            " join json_array_elements(%s::json) with ordinality as payload(text, n) using (n)"
-            " order by n), %s::boolean) order by id",
-            columns=sql.SQL(", ".join(JOB_COLUMNS)),
-        )
-        # add_jobs returns rows in no promised order, so rows are labelled with their task
-        # and queue names from the database rather than matched to specs by position.
-        # (A separate statement: the one calling add_jobs cannot see the task and queue
-        # rows that add_jobs inserts.)
-        self.names_for_ids_sql = c(
-            "select (select coalesce(json_object_agg(id, identifier), '{{}}')"
-            " from {schema}._private_tasks where id = any(%s::int[])) as tasks,"
-            " (select coalesce(json_object_agg(id, queue_name), '{{}}')"
-            " from {schema}._private_job_queues where id = any(%s::int[])) as queues"
-        )
-
-    def add_job(self, conn: psycopg.Connection[Any], params: Sequence[Any]) -> Row:
-        """Call ``add_job`` with the nine parameters of :func:`add_job_params`.
+    def add_job_plan(self, params: Sequence[Any]) -> Plan[Row]:
+        """Add one job from the nine parameters of the ``add_job`` function; its row.
 
         When ``unsafe_dedupe`` returns an existing job, its task and queue may not be
         those of the call, so the row is labelled with its own names from the database.
         """
-        with (
-            map_db_errors("Adding a job", adding_jobs=True),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            row = None
-            if params[5] is None:
-                cur.execute(self.add_job_unkeyed_sql, _unkeyed_params(params))
-                row = cur.fetchone()
-            if row is None:
-                cur.execute(self.add_job_sql, params)
-                row = cur.fetchone()
-            assert row is not None
-            if _deduplicated(row, params):
-                cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
-                _named([row], cur.fetchone())
+        row: Row | None = None
+        if params[5] is None:
+            row = yield Step(
+                self.add_job_unkeyed_sql, _unkeyed_params(params), "Adding a job", dict_rows=True
+            )
+        if row is None:
+            row = yield Step(self.add_job_sql, params, "Adding a job", dict_rows=True)
+        assert row is not None
+        if _deduplicated(row, params):
+            names = yield Step(self.names_for_ids_sql, _ids_to_name(row), "Adding a job")
+            _named(row, names)
         return row
 
-    async def add_job_async(self, conn: psycopg.AsyncConnection[Any], params: Sequence[Any]) -> Row:
-        """:meth:`add_job` on an async connection."""
-        with map_db_errors("Adding a job", adding_jobs=True):
-            async with conn.cursor(row_factory=dict_row) as cur:
-                row = None
-                if params[5] is None:
-                    await cur.execute(self.add_job_unkeyed_sql, _unkeyed_params(params))
-                    row = await cur.fetchone()
-                if row is None:
-                    await cur.execute(self.add_job_sql, params)
-                    row = await cur.fetchone()
-                assert row is not None
-                if _deduplicated(row, params):
-                    await cur.execute(self.names_for_ids_sql, _ids_to_name([row]))
-                    _named([row], await cur.fetchone())
-        return row
+    def add_jobs_plan(
+        self, specs_json: str, payloads_json: str, preserve_run_at: bool
+    ) -> Plan[list[Job]]:
+        """Add jobs from a JSON array of job specs; each job named from its row."""
+        rows = yield Step(
+            self.add_jobs_sql,
+            (specs_json, payloads_json, preserve_run_at),
+            "Adding jobs",
+            many=True,
+            json_as_text=True,
+        )
+        names = yield Step(self.names_for_ids_sql, _ids_of(rows), "Adding jobs")
+        return _jobs_of(rows, names)
+
+    def add_job(self, conn: psycopg.Connection[Any], params: Sequence[Any]) -> Row:
+        """Run :meth:`add_job_plan` on ``conn``."""
+        return run_plan(conn, self.add_job_plan(params))
 
     def add_jobs(
         self,
@@ -148,34 +208,8 @@ class EnqueueStatements:
         payloads_json: str,
         preserve_run_at: bool,
     ) -> list[Job]:
-        """Call ``add_jobs`` with a JSON array of job specs; each job named from its row."""
-        with map_db_errors("Adding jobs", adding_jobs=True):
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", TextLoader)
-                cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
-                rows = cur.fetchall()
-            with conn.cursor() as cur:
-                cur.execute(self.names_for_ids_sql, _ids_of(rows))
-                names = cur.fetchone()
-        return _jobs_of(rows, names)
-
-    async def add_jobs_async(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        specs_json: str,
-        payloads_json: str,
-        preserve_run_at: bool,
-    ) -> list[Job]:
-        """:meth:`add_jobs` on an async connection."""
-        with map_db_errors("Adding jobs", adding_jobs=True):
-            async with conn.cursor() as cur:
-                cur.adapters.register_loader("json", TextLoader)
-                await cur.execute(self.add_jobs_sql, (specs_json, payloads_json, preserve_run_at))
-                rows = await cur.fetchall()
-            async with conn.cursor() as cur:
-                await cur.execute(self.names_for_ids_sql, _ids_of(rows))
-                names = await cur.fetchone()
-        return _jobs_of(rows, names)
+        """Run :meth:`add_jobs_plan` on ``conn``."""
+        return run_plan(conn, self.add_jobs_plan(specs_json, payloads_json, preserve_run_at))
 
 
 def _unkeyed_params(params: Sequence[Any]) -> dict[str, Any]:
@@ -219,17 +253,17 @@ def _jobs_of(rows: list[tuple[Any, ...]], names: tuple[Any, ...] | None) -> list
     return jobs_from_rows(decoded, tasks, queues)
 
 
-def _ids_to_name(rows: Sequence[Row]) -> tuple[list[int], list[int]]:
-    task_ids = sorted({row["task_id"] for row in rows if row["task_id"] is not None})
-    queue_ids = sorted({row["job_queue_id"] for row in rows if row["job_queue_id"] is not None})
+def _ids_to_name(row: Row) -> tuple[list[int], list[int]]:
+    """The task id and queue id of one add_job row, to look their names up."""
+    task_ids = [row["task_id"]] if row["task_id"] is not None else []
+    queue_ids = [row["job_queue_id"]] if row["job_queue_id"] is not None else []
     return task_ids, queue_ids
 
 
-def _named(rows: list[Row], names: Row | None) -> list[Row]:
+def _named(row: Row, names: tuple[Any, ...] | None) -> None:
+    """Label an add_job row with the task and queue names the database gave for its ids."""
     assert names is not None
-    tasks, queues = names["tasks"], names["queues"]
-    for row in rows:
-        row["task_identifier"] = tasks.get(str(row["task_id"]))
-        queue_id = row["job_queue_id"]
-        row["queue_name"] = queues.get(str(queue_id)) if queue_id is not None else None
-    return rows
+    tasks, queues = names
+    row["task_identifier"] = tasks.get(str(row["task_id"]))
+    queue_id = row["job_queue_id"]
+    row["queue_name"] = queues.get(str(queue_id)) if queue_id is not None else None

@@ -1,29 +1,29 @@
 """The readiness probe's one query: which migrations the worker schema has.
 
-Composed per schema like :mod:`graphile_py.db.statements`; read-only, so a probe never
-installs or changes anything (unlike :func:`graphile_py.db.migrate.migrate`).
+Read-only, so a probe never installs or changes anything (unlike
+:func:`graphile_py.db.migrate.migrate`).
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import psycopg
 
-from graphile_py.db.statements import compose
+from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 
-__all__ = ["SchemaVersion", "schema_version"]
+__all__ = ["HealthStatements", "SchemaVersion", "schema_version"]
 
 #: ``(latest migration, latest breaking migration)``; both None when the table is empty.
 SchemaVersion = tuple[int | None, int | None]
 
 
-@cache
-def _version_sql(schema: str) -> bytes:
-    return compose(
-        "select max(id), max(id) filter (where breaking) from {schema}.migrations", schema
+class HealthStatements(StatementSet):
+    """The readiness probe's statement for one worker schema."""
+
+    version_sql = Statement(
+        "select max(id), max(id) filter (where breaking) from {schema}.migrations"
     )
 
 
@@ -35,6 +35,6 @@ def schema_version(conn: psycopg.Connection[Any], schema: str) -> SchemaVersion:
     :class:`graphile_py.errors.ConnectError`.
     """
     with map_db_errors("Reading the schema version"):
-        row = conn.execute(_version_sql(schema), ()).fetchone()
+        row = conn.execute(HealthStatements.for_schema(schema).version_sql, ()).fetchone()
     assert row is not None
     return row[0], row[1]

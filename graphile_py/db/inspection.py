@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from graphile_py.db.statements import Row, compose, statements_for
+from graphile_py.db.admin import AdminStatements
+from graphile_py.db.rows import Row
+from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 
 __all__ = ["STATE_SQL", "InspectionStatements", "inspection_statements_for"]
@@ -56,85 +56,77 @@ def _named_result(call: str) -> str:
     )
 
 
-@cache
 def inspection_statements_for(schema: str) -> InspectionStatements:
     """The inspection statements for one worker schema (built once per schema per process)."""
-    return InspectionStatements(schema)
+    return InspectionStatements.for_schema(schema)
 
 
-class InspectionStatements:
-    """The composed inspection statements of one worker schema, and the functions that run them."""
+class InspectionStatements(StatementSet):
+    """The inspection statements of one worker schema, and the functions that run them."""
 
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
+    snapshot_sql = b"set transaction isolation level repeatable read, read only"
+    now_sql = b"select now() as now"
+    # One scan of the jobs table gives both breakdowns: by task and by queue. The
+    # queue grouping set includes the jobs without a queue (job_queue_id null); the
+    # caller skips that group.
+    counts_sql = Statement(
+        "select grouping(classified.task_identifier) = 0 as by_task,"
+        " classified.task_identifier, classified.job_queue_id, classified.state,"
+        " count(*) as n,"
+        " now() - min(classified.run_at) filter (where classified.state = 'ready')"
+        " as oldest_ready_age"
+        " from (select jobs.job_queue_id, jobs.run_at, " + STATE_SQL + " as state,"
+        " coalesce(tasks.identifier, '#' || jobs.task_id::text) as task_identifier"
+        " from {schema}._private_jobs as jobs"
+        " left join {schema}._private_tasks as tasks on tasks.id = jobs.task_id)"
+        " as classified"
+        " group by grouping sets ((classified.task_identifier, classified.state),"
+        " (classified.job_queue_id, classified.state))"
+    )
+    queue_counts_sql = Statement(
+        "select jobs.job_queue_id, " + STATE_SQL + " as state, count(*) as n"
+        " from {schema}._private_jobs as jobs where jobs.job_queue_id is not null"
+        " group by 1, 2"
+    )
+    queues_sql = Statement(
+        "select queues.id, queues.queue_name, queues.locked_at, queues.locked_by"
+        " from {schema}._private_job_queues as queues order by queues.queue_name"
+    )
+    # Newest first, keyset-paginated on id. A filter left null matches every job.
+    list_jobs_sql = Statement(
+        "select * from " + _LABELLED + " where (%(task)s::text is null"
+        " or labelled.task_identifier = %(task)s::text)"
+        " and (%(queue)s::text is null or labelled.queue_name = %(queue)s::text)"
+        " and (%(key)s::text is null or labelled.key = %(key)s::text)"
+        " and (%(state)s::text is null or labelled.state = %(state)s::text)"
+        " and (%(before)s::bigint is null or labelled.id < %(before)s::bigint)"
+        " order by labelled.id desc limit %(limit)s::int"
+    )
+    get_jobs_sql = Statement(
+        "select * from " + _LABELLED + " where labelled.id = any(%s::bigint[]) order by labelled.id"
+    )
+    known_crontabs_sql = Statement(
+        "select identifier, known_since, last_execution, now() as now"
+        " from {schema}._private_known_crontabs order by identifier"
+    )
 
-        def c(template: str, **parts: sql.Composable) -> bytes:
-            return compose(template, schema, **parts)
-
-        self.snapshot_sql = b"set transaction isolation level repeatable read, read only"
-        self.now_sql = b"select now() as now"
-        # One scan of the jobs table gives both breakdowns: by task and by queue. The
-        # queue grouping set includes the jobs without a queue (job_queue_id null); the
-        # caller skips that group.
-        self.counts_sql = c(
-            "select grouping(classified.task_identifier) = 0 as by_task,"
-            " classified.task_identifier, classified.job_queue_id, classified.state,"
-            " count(*) as n,"
-            " now() - min(classified.run_at) filter (where classified.state = 'ready')"
-            " as oldest_ready_age"
-            " from (select jobs.job_queue_id, jobs.run_at, " + STATE_SQL + " as state,"
-            " coalesce(tasks.identifier, '#' || jobs.task_id::text) as task_identifier"
-            " from {schema}._private_jobs as jobs"
-            " left join {schema}._private_tasks as tasks on tasks.id = jobs.task_id)"
-            " as classified"
-            " group by grouping sets ((classified.task_identifier, classified.state),"
-            " (classified.job_queue_id, classified.state))"
-        )
-        self.queue_counts_sql = c(
-            "select jobs.job_queue_id, " + STATE_SQL + " as state, count(*) as n"
-            " from {schema}._private_jobs as jobs where jobs.job_queue_id is not null"
-            " group by 1, 2"
-        )
-        self.queues_sql = c(
-            "select queues.id, queues.queue_name, queues.locked_at, queues.locked_by"
-            " from {schema}._private_job_queues as queues order by queues.queue_name"
-        )
-        # Newest first, keyset-paginated on id. A filter left null matches every job.
-        self.list_jobs_sql = c(
-            "select * from " + _LABELLED + " where (%(task)s::text is null"
-            " or labelled.task_identifier = %(task)s::text)"
+    retry_sql = Statement(
+        _named_result("{schema}.reschedule_jobs(%s::bigint[], run_at => now(), attempts => 0)")
+    )
+    retry_failed_sql = Statement(
+        _named_result(
+            "{schema}.reschedule_jobs(array(select labelled.id from "
+            + _LABELLED
+            + " where labelled.state = 'failed'"
+            " and (%(task)s::text is null or labelled.task_identifier = %(task)s::text)"
             " and (%(queue)s::text is null or labelled.queue_name = %(queue)s::text)"
-            " and (%(key)s::text is null or labelled.key = %(key)s::text)"
-            " and (%(state)s::text is null or labelled.state = %(state)s::text)"
-            " and (%(before)s::bigint is null or labelled.id < %(before)s::bigint)"
-            " order by labelled.id desc limit %(limit)s::int"
+            " order by labelled.id), run_at => now(), attempts => 0)"
         )
-        self.get_jobs_sql = c(
-            "select * from " + _LABELLED + " where labelled.id = any(%s::bigint[])"
-            " order by labelled.id"
-        )
-        self.known_crontabs_sql = c(
-            "select identifier, known_since, last_execution, now() as now"
-            " from {schema}._private_known_crontabs order by identifier"
-        )
-
-        self.retry_sql = c(
-            _named_result("{schema}.reschedule_jobs(%s::bigint[], run_at => now(), attempts => 0)")
-        )
-        self.retry_failed_sql = c(
-            _named_result(
-                "{schema}.reschedule_jobs(array(select labelled.id from "
-                + _LABELLED
-                + " where labelled.state = 'failed'"
-                " and (%(task)s::text is null or labelled.task_identifier = %(task)s::text)"
-                " and (%(queue)s::text is null or labelled.queue_name = %(queue)s::text)"
-                " order by labelled.id), run_at => now(), attempts => 0)"
-            )
-        )
-        self.remove_sql = c(_named_result("{schema}.complete_jobs(%s::bigint[])"))
-        self.reschedule_sql = c(
-            _named_result("{schema}.reschedule_jobs(%s::bigint[], run_at => %s::timestamptz)")
-        )
+    )
+    remove_sql = Statement(_named_result("{schema}.complete_jobs(%s::bigint[])"))
+    reschedule_sql = Statement(
+        _named_result("{schema}.reschedule_jobs(%s::bigint[], run_at => %s::timestamptz)")
+    )
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -166,7 +158,7 @@ class InspectionStatements:
 
     def lock_holders(self, conn: psycopg.Connection[Any]) -> list[Row]:
         """Every pool holding locks (the statement ``WorkerUtils.lock_holders`` runs)."""
-        return statements_for(self.schema).lock_holders(conn)
+        return AdminStatements.for_schema(self.schema).lock_holders(conn)
 
     def list_jobs(
         self,

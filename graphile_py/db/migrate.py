@@ -18,8 +18,9 @@ from typing import Any
 
 import psycopg
 
-from graphile_py.db import MIGRATION_ROW_INSERTED, Statements, statements_for, translate_error
 from graphile_py.db.migrations import DEFAULT_SCHEMA, Migration, load_migrations
+from graphile_py.db.migrations_table import MIGRATION_ROW_INSERTED, MigrationStatements
+from graphile_py.db.translate import translate_error
 from graphile_py.errors import (
     ConfigurationError,
     DatabaseError,
@@ -77,7 +78,7 @@ def migrate(
     """
     known = load_migrations()
     wanted = [m for m in known if target is None or m.number <= target]
-    statements = statements_for(schema)
+    statements = MigrationStatements.for_schema(schema)
     with _autocommit(conn):
         server_version, latest, latest_breaking = _probe_or_install(conn, schema, known)
         _check_server_version(server_version)
@@ -117,7 +118,7 @@ def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
 def _probe_or_install(
     conn: psycopg.Connection[Any], schema: str, known: tuple[Migration, ...]
 ) -> tuple[int, int | None, int | None]:
-    statements = statements_for(schema)
+    statements = MigrationStatements.for_schema(schema)
     for attempt in (1, 2):
         try:
             return statements.probe_migrations(conn)
@@ -159,7 +160,10 @@ def _check_server_version(version: int) -> None:
 
 
 def _run_migration(
-    conn: psycopg.Connection[Any], schema: str, migration: Migration, statements: Statements
+    conn: psycopg.Connection[Any],
+    schema: str,
+    migration: Migration,
+    statements: MigrationStatements,
 ) -> bool:
     kind = "breaking" if migration.breaking else "backwards-compatible"
     logger.info("Running %s migration %s", kind, migration.name)

@@ -1,0 +1,210 @@
+"""The worker's claim: lock ready jobs for a pool, and the task and queue names it needs.
+
+The claim reproduces graphile-worker 0.18.0's ``getJob`` (spec 3.4) so that Node and
+Python pools can share jobs, queues and locks. Its variants (batch, forbidden flags,
+clock source, complete-first) are composed on first use and kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from graphile_py.db.rows import JOB_COLUMNS, int_array, jobs_from_rows
+from graphile_py.db.statement_set import Statement, StatementSet
+from graphile_py.db.translate import map_db_errors
+from graphile_py.jobs import Job
+
+__all__ = ["ClaimStatements"]
+
+_CLAIMED_COLUMNS = ", ".join("jobs." + column for column in JOB_COLUMNS)
+
+
+class ClaimStatements(StatementSet):
+    """Claiming jobs, and naming the tasks and queues of claimed jobs."""
+
+    register_tasks_sql = Statement(
+        "insert into {schema}._private_tasks as tasks (identifier)"
+        " select wanted.identifier from unnest(%s::text[]) as wanted(identifier)"
+        " where not exists (select 1 from {schema}._private_tasks as known"
+        " where known.identifier = wanted.identifier)"
+        " on conflict do nothing"
+    )
+    task_ids_sql = Statement(
+        "select id, identifier from {schema}._private_tasks where identifier = any(%s::text[])"
+    )
+    task_identifiers_sql = Statement(
+        "select id, identifier from {schema}._private_tasks where id = any(%s::int[])"
+    )
+    queue_names_sql = Statement(
+        "select id, queue_name from {schema}._private_job_queues where id = any(%s::int[])"
+    )
+
+    def __init__(self, schema: str) -> None:
+        super().__init__(schema)
+        self._claim: dict[tuple[bool, bool, bool, bool], bytes] = {}
+
+    def claim_statement(
+        self, *, batch: bool, flags: bool, node_time: bool, complete_first: bool = False
+    ) -> bytes:
+        """The claim statement variant for a batch size, forbidden flags and clock source.
+
+        With ``complete_first`` it also deletes the finished job ``%(done)s`` first.
+        """
+        key = (batch, flags, node_time, complete_first)
+        statement = self._claim.get(key)
+        if statement is None:
+            statement = self._claim[key] = self.compose(
+                _claim_template(batch=batch, flags=flags, complete_first=complete_first),
+                now=sql.SQL("%(now)s::timestamptz" if node_time else "now()"),
+            )
+        return statement
+
+    def claim_jobs(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        pool_id: str,
+        task_ids: Sequence[int],
+        batch_size: int = 1,
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+        identifiers: Mapping[int, str] | None = None,
+    ) -> list[Job]:
+        """Lock up to ``batch_size`` ready jobs for ``pool_id``.
+
+        ``identifiers`` (task id to task identifier) labels the jobs; the claim never
+        returns a task outside ``task_ids``.
+        """
+        params = _claim_params(pool_id, task_ids, batch_size, forbidden_flags, now)
+        statement = self.claim_statement(
+            batch=batch_size > 1, flags="flags" in params, node_time=now is not None
+        )
+        with map_db_errors("Claiming jobs"), conn.cursor() as cur:
+            cur.execute(statement, params)
+            return jobs_from_rows(cur.fetchall(), identifiers)
+
+    def complete_and_claim(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        done_id: int,
+        pool_id: str,
+        task_ids: Sequence[int],
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+        identifiers: Mapping[int, str] | None = None,
+    ) -> list[Job]:
+        """Delete finished job ``done_id`` (of no named queue) and claim the next, atomically.
+
+        One statement, so one round trip and one transaction per job. The deleted job is
+        still locked in the statement's snapshot, so the claim cannot pick it again. Not
+        for a job of a named queue: the queue would be released and taken back in one
+        transaction, and no other pool would ever see it free.
+        """
+        params = _claim_params(pool_id, task_ids, 1, forbidden_flags, now)
+        params["done"] = done_id
+        statement = self.claim_statement(
+            batch=False, flags="flags" in params, node_time=now is not None, complete_first=True
+        )
+        with map_db_errors("Completing a job and claiming the next"), conn.cursor() as cur:
+            cur.execute(statement, params)
+            return jobs_from_rows(cur.fetchall(), identifiers)
+
+    def register_task_identifiers(
+        self, conn: psycopg.Connection[Any], identifiers: Sequence[str]
+    ) -> dict[int, str]:
+        """Make sure each identifier has a task row; return ``{task_id: identifier}``."""
+        names = list(identifiers)
+        with map_db_errors("Registering tasks"):
+            conn.execute(self.register_tasks_sql, (names,))
+            rows = conn.execute(self.task_ids_sql, (names,)).fetchall()
+        return {int(task_id): str(identifier) for task_id, identifier in rows}
+
+    def lookup_task_identifiers(
+        self, conn: psycopg.Connection[Any], ids: Sequence[int]
+    ) -> dict[int, str]:
+        """``{task_id: identifier}`` for the given ids."""
+        with map_db_errors("Looking up task identifiers"):
+            rows = conn.execute(self.task_identifiers_sql, (list(ids),)).fetchall()
+        return {int(task_id): str(identifier) for task_id, identifier in rows}
+
+    def lookup_queue_names(
+        self, conn: psycopg.Connection[Any], ids: Sequence[int]
+    ) -> dict[int, str]:
+        """``{job_queue_id: queue_name}`` for the given ids."""
+        with map_db_errors("Looking up queue names"):
+            rows = conn.execute(self.queue_names_sql, (list(ids),)).fetchall()
+        return {int(queue_id): str(name) for queue_id, name in rows}
+
+
+def _claim_params(
+    pool_id: str,
+    task_ids: Sequence[int],
+    limit: int,
+    forbidden_flags: Sequence[str] | None,
+    now: datetime | None,
+) -> dict[str, Any]:
+    """The claim statement's parameters; ``flags`` and ``now`` only when they are used."""
+    params: dict[str, Any] = {"pool": pool_id, "task_ids": int_array(task_ids), "limit": limit}
+    if forbidden_flags:
+        params["flags"] = list(forbidden_flags)
+    if now is not None:
+        params["now"] = now
+    return params
+
+
+def _claim_template(*, batch: bool, flags: bool, complete_first: bool = False) -> str:
+    # "Queue strategy 2" of graphile-worker: lock available queue rows up front with SKIP
+    # LOCKED, then pick jobs that have no queue or whose queue we now hold.
+    flag_filter = " and (jobs.flags ?| %(flags)s::text[]) is not true" if flags else ""
+    candidates = (
+        "candidates as (select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+        " from {schema}._private_jobs as jobs"
+        " where jobs.is_available = true and jobs.run_at <= {now}"
+        " and jobs.task_id = any(%(task_ids)s::int[])"
+        " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
+        "select queues.id from {schema}._private_job_queues as queues"
+        " where queues.is_available = true for update skip locked))"
+        + flag_filter
+        + " order by jobs.priority asc, jobs.run_at asc limit %(limit)s for update skip locked)"
+    )
+    if batch:
+        # A batch must never hold two jobs of one named queue: that would run them at once,
+        # and the first completion would unlock the queue under the second.
+        chosen = (
+            ", chosen as (select id, job_queue_id from candidates where job_queue_id is null"
+            " union all select id, job_queue_id from ("
+            "select distinct on (job_queue_id) id, job_queue_id, priority, run_at"
+            " from candidates where job_queue_id is not null"
+            " order by job_queue_id, priority, run_at) as first_per_queue)"
+        )
+        source = "chosen"
+    else:
+        chosen = ""
+        source = "candidates"
+    # A data-modifying CTE runs whether or not anything reads it.
+    completed = (
+        "completed as (delete from {schema}._private_jobs where id = %(done)s::bigint), "
+        if complete_first
+        else ""
+    )
+    return (
+        "with "
+        + completed
+        + candidates
+        + chosen
+        + ", locked_queues as (update {schema}._private_job_queues as queues"
+        " set locked_by = %(pool)s::text, locked_at = {now} from "
+        + source
+        + " where queues.id = "
+        + source
+        + ".job_queue_id)"
+        " update {schema}._private_jobs as jobs"
+        " set attempts = jobs.attempts + 1, locked_by = %(pool)s::text, locked_at = {now}"
+        " from " + source + " where jobs.id = " + source + ".id returning " + _CLAIMED_COLUMNS
+    )

@@ -1,0 +1,65 @@
+"""Rows as the statements return them, and the jobs made from them.
+
+The claim and ``add_jobs`` select the columns of ``_private_jobs`` in the order of
+:data:`JOB_COLUMNS`, so that a tuple row becomes a :class:`~graphile_py.jobs.Job`
+without a dict in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from graphile_py.jobs import Job
+
+__all__ = ["JOB_COLUMNS", "Row", "int_array", "jobs_from_rows"]
+
+#: A row fetched with psycopg's ``dict_row``.
+Row = dict[str, Any]
+
+#: The columns of ``_private_jobs`` in the order of Job's fields after ``task_identifier``
+#: and ``queue_name`` (``payload`` moved first): a tuple row in this order becomes a Job
+#: without a dict (see :func:`jobs_from_rows`).
+JOB_COLUMNS = (
+    "id",
+    "payload",
+    "job_queue_id",
+    "task_id",
+    "priority",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "key",
+    "locked_at",
+    "locked_by",
+    "revision",
+    "flags",
+    "is_available",
+)
+
+
+def jobs_from_rows(
+    rows: Sequence[Sequence[Any]],
+    tasks: Mapping[int, str] | None,
+    queues: Mapping[int, str] | None = None,
+) -> list[Job]:
+    """Jobs from rows of :data:`JOB_COLUMNS`, named from ``tasks`` and ``queues`` (by id)."""
+    task_names = tasks or {}
+    if not queues:
+        return [Job(row[0], task_names.get(row[3], ""), row[1], None, *row[2:]) for row in rows]
+    return [
+        Job(row[0], task_names.get(row[3], ""), row[1], queues.get(row[2]), *row[2:])
+        for row in rows
+    ]
+
+
+def int_array(values: Sequence[int]) -> str:
+    """An array literal for an ``int[]``/``bigint[]`` parameter.
+
+    psycopg's list dumper walks the list in Python and cost more than everything else
+    about a claim's or a batch completion's parameters; the server parses this instead.
+    """
+    return "{" + ",".join(map(str, map(int, values))) + "}"
