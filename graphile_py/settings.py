@@ -2,21 +2,29 @@
 
 Precedence, highest first: command-line flags, environment variables, ``graphile_py.toml``
 (or the file given with ``--config``), the ``[tool.graphile-py]`` table of
-``pyproject.toml`` in the working directory, then the defaults below. Library code
-never reads any of these; it takes keyword arguments.
+``pyproject.toml`` in the working directory, then the defaults. Library code never reads
+any of these; it takes keyword arguments.
+
+Every setting is declared once: the worker's on :class:`WorkerOptions`, the command
+line's own (connection, tasks, crontab, logs, metrics) on :class:`Settings`, both with
+:func:`~graphile_py.pool.options.setting`. :data:`SETTINGS` derives from those
+declarations the names used in files, the environment and flags; the reader of files
+and environment below and the command line's flags are built from it.
 
 Environment variables: ``DATABASE_URL`` and ``GRAPHILE_WORKER_SCHEMA`` (shared with Node
-graphile-worker), and ``GRAPHILE_PY_<SETTING>`` for the rest (``GRAPHILE_PY_JOBS=4``).
+graphile-worker), and ``GRAPHILE_PY_<KEY>`` for every setting (``GRAPHILE_PY_JOBS=4``).
 Times are in seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, create_model
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,107 +33,220 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.errors import ConfigurationError
-from graphile_py.pool.options import WorkerOptions
+from graphile_py.pool.options import Declared, WorkerOptions, check_declared, declared, setting
 
-__all__ = ["CONFIG_FILE_NAME", "Settings", "load_settings"]
+__all__ = ["CONFIG_FILE_NAME", "SETTINGS", "KnownSetting", "Settings", "load_settings"]
 
 CONFIG_FILE_NAME = "graphile_py.toml"
+ENV_PREFIX = "GRAPHILE_PY_"
 
 
-class Settings(BaseSettings):
-    """Every setting the CLI understands, validated."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every setting the command line understands, validated.
 
+    The worker's settings are in :attr:`worker`, and readable here under their setting
+    names as well (``settings.jobs`` is ``settings.worker.concurrency``).
+    """
+
+    worker: WorkerOptions = field(default_factory=WorkerOptions)
+    database_url: str | None = setting(
+        None,
+        help="PostgreSQL connection string or URL (without one: libpq's PG* variables,"
+        " if PGDATABASE is set)",
+        flag="--connection",
+        short="-c",
+        env=("DATABASE_URL",),
+        metavar="URL",
+        default_help="",
+    )
+    tasks: str | None = setting(
+        None,
+        help="The task map: a TaskRegistry or dict as 'module:attribute', e.g."
+        " 'myapp.tasks:registry' (required by worker)",
+        short="-t",
+        metavar="MODULE:ATTR",
+        default_help="",
+    )
+    crontab: str | None = setting(
+        None,
+        help="Schedule recurring jobs from this crontab (ignored with --once); a file"
+        " named explicitly must exist",
+        nonempty=True,
+        metavar="FILE",
+        default_help="./crontab if it exists",
+    )
+    embedded: bool = setting(
+        False,
+        help="Use a local PostgreSQL kept in your user data directory, instead of"
+        " database_url (needs the 'embedded' extra)",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", help="How much to log"
+    )
+    log_format: Literal["text", "json"] = setting(
+        "text", help="Log lines as text, or as one JSON object each"
+    )
+    metrics_port: int | None = setting(
+        None,
+        help="Serve Prometheus /metrics and /healthz, /readyz on this port (0: any free"
+        " one; needs the 'metrics' extra)",
+        minimum=0,
+        maximum=65535,
+        metavar="PORT",
+    )
+    metrics_host: str = setting(
+        "127.0.0.1",
+        help="The address to serve metrics on (0.0.0.0 for every interface)",
+        nonempty=True,
+        metavar="ADDRESS",
+    )
+    metrics_interval: float = setting(
+        15.0,
+        help="How often the metrics sample the queue (jobs by state, the oldest ready job)",
+        above=0,
+    )
+
+    def __post_init__(self) -> None:
+        check_declared(self, _COMMAND_DECLARED)
+
+    def worker_options(self) -> WorkerOptions:
+        """The worker options these settings describe."""
+        return self.worker
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not attributes: the worker's settings.
+        known = SETTINGS.get(name)
+        if known is None or not known.of_worker:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.worker, known.attribute)
+
+
+_COMMAND_DECLARED = declared(Settings)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSetting:
+    """One declared setting and the names it goes by in files, environment and flags."""
+
+    declared: Declared
+    #: True for an attribute of :class:`WorkerOptions`, False for one of :class:`Settings`.
+    of_worker: bool
+
+    @property
+    def attribute(self) -> str:
+        """The attribute on :class:`WorkerOptions` or :class:`Settings`."""
+        return self.declared.attribute
+
+    @property
+    def name(self) -> str:
+        """The name on :class:`Settings`, in ``load_settings`` overrides and click's kwargs."""
+        return self.declared.spec.name or self.attribute
+
+    @property
+    def key(self) -> str:
+        """The key in ``graphile_py.toml`` and ``[tool.graphile-py]``."""
+        return self.declared.spec.key or self.name
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """Environment variables, the first one set wins."""
+        return (*self.declared.spec.env, ENV_PREFIX + self.key.upper())
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The command-line flags: the short one first, if any."""
+        spec = self.declared.spec
+        if spec.flag:
+            long = spec.flag
+        elif self.declared.base_type is bool and self.declared.default is True:
+            long = "--no-" + self.key.replace("_", "-")
+        else:
+            long = "--" + self.key.replace("_", "-")
+        return (spec.short, long) if spec.short else (long,)
+
+    @property
+    def default_text(self) -> str:
+        """The default as ``--help`` and the docs show it ("" for none worth showing)."""
+        default = self.declared.default
+        if self.declared.spec.default_help is not None:
+            return self.declared.spec.default_help
+        if default is None:
+            return "off"
+        if isinstance(default, bool):
+            return "true" if default else "false"
+        if isinstance(default, float):
+            return f"{default:g}"
+        return str(default)
+
+
+#: Every setting by its name: the worker's, then the command line's own.
+SETTINGS: Mapping[str, KnownSetting] = {
+    known.name: known
+    for known in [
+        *(KnownSetting(item, of_worker=True) for item in declared(WorkerOptions)),
+        *(KnownSetting(item, of_worker=False) for item in _COMMAND_DECLARED),
+    ]
+}
+
+
+class _ReaderBase(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="GRAPHILE_PY_",
+        env_prefix=ENV_PREFIX,
         extra="forbid",
         populate_by_name=True,
         pyproject_toml_table_header=("tool", "graphile-py"),
     )
 
-    database_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("DATABASE_URL", "GRAPHILE_PY_DATABASE_URL"),
-        description="libpq connection string or URL",
-    )
-    worker_schema: str = Field(
-        default=DEFAULT_SCHEMA,
-        min_length=1,
-        validation_alias=AliasChoices("GRAPHILE_WORKER_SCHEMA", "GRAPHILE_PY_SCHEMA"),
-        description="the PostgreSQL schema holding the queue",
-    )
-    tasks: str | None = Field(default=None, description="'module:attribute' naming the task map")
-    jobs: int = Field(default=1, ge=1, description="jobs run at once (worker threads)")
-    poll_interval: float = Field(default=2.0, gt=0)
-    max_pool_size: int = Field(default=10, ge=1)
-    prepared_statements: bool = True
-    graceful_shutdown_abort_timeout: float = Field(default=5.0, ge=0)
-    shutdown_timeout: float = Field(default=30.0, ge=0)
-    min_reset_locked_interval: float = Field(default=480.0, gt=0)
-    max_reset_locked_interval: float = Field(default=600.0, gt=0)
-    use_node_time: bool = False
-    local_queue_size: int | None = Field(default=None, ge=1)
-    local_queue_ttl: float = Field(default=300.0, ge=0)
-    complete_job_batch_delay: float | None = Field(default=None, ge=0)
-    fail_job_batch_delay: float | None = Field(default=None, ge=0)
-    task_timeout: float | None = Field(default=None, gt=0)
-    task_timeout_grace: float = Field(default=1.0, ge=0)
-    forbidden_flags: list[str] | None = None
-    #: None: ./crontab if it exists. A file named explicitly must exist.
-    crontab: str | None = Field(default=None, min_length=1, description="crontab file path")
-    embedded: bool = False
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    #: ``text``: readable lines; ``json``: one JSON object per line.
-    log_format: Literal["text", "json"] = "text"
-    #: Serve /metrics, /healthz and /readyz on this port (None: off; 0: any free port).
-    metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    metrics_host: str = Field(default="127.0.0.1", min_length=1)
-    #: Seconds between queue samples (queue depth, oldest ready job) for the metrics.
-    metrics_interval: float = Field(default=15.0, gt=0)
 
-    def worker_options(self) -> WorkerOptions:
-        """The worker options these settings describe."""
-        return WorkerOptions(
-            schema=self.worker_schema,
-            concurrency=self.jobs,
-            poll_interval=self.poll_interval,
-            max_pool_size=self.max_pool_size,
-            prepared_statements=self.prepared_statements,
-            graceful_shutdown_abort_timeout=self.graceful_shutdown_abort_timeout,
-            shutdown_timeout=self.shutdown_timeout,
-            min_reset_locked_interval=self.min_reset_locked_interval,
-            max_reset_locked_interval=self.max_reset_locked_interval,
-            use_node_time=self.use_node_time,
-            local_queue_size=self.local_queue_size,
-            local_queue_ttl=self.local_queue_ttl,
-            complete_job_batch_delay=self.complete_job_batch_delay,
-            fail_job_batch_delay=self.fail_job_batch_delay,
-            task_timeout=self.task_timeout,
-            task_timeout_grace=self.task_timeout_grace,
-            forbidden_flags=list(self.forbidden_flags) if self.forbidden_flags else None,
+@cache
+def _reader() -> type[_ReaderBase]:
+    """A pydantic-settings model with one field per setting, named as on :class:`Settings`."""
+    fields: dict[str, Any] = {}
+    for known in SETTINGS.values():
+        spec, base = known.declared.spec, known.declared.base_type
+        limits: dict[str, Any] = {"ge": spec.minimum, "gt": spec.above, "le": spec.maximum}
+        if base is float:
+            limits["allow_inf_nan"] = not spec.finite
+        if spec.nonempty:
+            limits["min_length"] = 1
+        if known.env_names != (ENV_PREFIX + known.name.upper(),):
+            # Other names than the prefix gives: the env source then reads these instead.
+            limits["validation_alias"] = AliasChoices(*known.env_names)
+        fields[known.name] = (
+            known.declared.value_type,
+            Field(
+                default=known.declared.default,
+                description=spec.help,
+                **{key: value for key, value in limits.items() if value is not None},
+            ),
         )
+    model: type[_ReaderBase] = create_model("SettingsReader", __base__=_ReaderBase, **fields)
+    return model
 
 
-class _SchemaKey:
-    """Lets config files say ``schema`` for the worker schema, as the CLI does.
+class _FileKeys:
+    """Lets config files use a setting's key where it differs from its name (``schema``).
 
-    (Only files get the short key: as an environment variable, ``SCHEMA`` is far too
-    generic to mean the queue's schema.)
+    (Only files get the key itself: as an environment variable, ``SCHEMA`` would be far
+    too generic to mean the queue's schema.)
     """
 
     def __call__(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(super().__call__())  # type: ignore[misc]
-        if "schema" in data:
-            data["GRAPHILE_WORKER_SCHEMA"] = data.pop("schema")
+        for known in SETTINGS.values():
+            if known.key != known.name and known.key in data:
+                # To a name the model accepts from any source: its first alias.
+                data[known.env_names[0]] = data.pop(known.key)
         return data
 
 
-class _TomlFile(_SchemaKey, TomlConfigSettingsSource):
+class _TomlFile(_FileKeys, TomlConfigSettingsSource):
     pass
 
 
-class _PyprojectTable(_SchemaKey, PyprojectTomlConfigSettingsSource):
+class _PyprojectTable(_FileKeys, PyprojectTomlConfigSettingsSource):
     pass
 
 
@@ -135,7 +256,8 @@ def load_settings(
     config_file: Path | None = None,
     directory: Path | None = None,
 ) -> Settings:
-    """Settings from flags (``overrides``; None values are ignored), env and files.
+    """Settings from flags (``overrides`` by setting name; None values are ignored), env
+    and files.
 
     ``directory`` is where ``graphile_py.toml`` and ``pyproject.toml`` are looked for
     (default: the working directory). An explicit ``config_file`` must exist.
@@ -146,7 +268,7 @@ def load_settings(
     toml_file = config_file or base / CONFIG_FILE_NAME
     pyproject = base / "pyproject.toml"
 
-    class _FromFiles(Settings):
+    class _FromFiles(_reader()):  # type: ignore[misc]
         @classmethod
         def settings_customise_sources(
             cls,
@@ -165,7 +287,7 @@ def load_settings(
 
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     try:
-        loaded = _FromFiles(**given)
+        values = _FromFiles(**given).model_dump()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
@@ -174,10 +296,11 @@ def load_settings(
         raise ConfigurationError(f"invalid configuration: {problems}") from exc
     except ValueError as exc:  # a malformed TOML file
         raise ConfigurationError(f"could not read the configuration: {exc}") from exc
-    settings = Settings.model_construct(**loaded.model_dump())
-    if settings.max_reset_locked_interval < settings.min_reset_locked_interval:
-        raise ConfigurationError(
-            "invalid configuration: max_reset_locked_interval must not be below"
-            " min_reset_locked_interval"
-        )
-    return settings
+    by_owner: dict[bool, dict[str, Any]] = {True: {}, False: {}}
+    for known in SETTINGS.values():
+        by_owner[known.of_worker][known.attribute] = values[known.name]
+    try:
+        # What no single value shows: min <= max, a schema name PostgreSQL accepts.
+        return Settings(worker=WorkerOptions(**by_owner[True]), **by_owner[False])
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}") from exc

@@ -12,28 +12,18 @@ import gc
 
 import click
 
+from graphile_py.cli.common import GROUP_SETTINGS, setting_options
+
 __all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="graphile-py")
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default=None,
-    help="How much to log [env: GRAPHILE_PY_LOG_LEVEL; default: info].",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default=None,
-    help="Log lines as text, or as one JSON object each [env: GRAPHILE_PY_LOG_FORMAT;"
-    " default: text].",
-)
+@setting_options(*GROUP_SETTINGS)
 @click.pass_context
-def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
+def main(ctx: click.Context, /, **given: str | None) -> None:
     """graphile-py: PostgreSQL job queue, compatible with Node graphile-worker 0.18."""
-    ctx.obj = {"log_level": log_level, "log_format": log_format}
+    ctx.obj = given  # read by settings_from, under the commands' own flags
     _skip_final_collection()
 
 

@@ -10,16 +10,20 @@ import click
 import psycopg
 
 from graphile_py.cli.common import (
+    CONNECTION_SETTINGS,
+    GROUP_SETTINGS,
     connection_options,
     database,
     fail,
     failures,
+    setting_options,
     settings_from,
 )
 from graphile_py.cli.group import main
 from graphile_py.db import map_db_errors
 from graphile_py.db.migrate import migrate as run_migrations
 from graphile_py.runner import run_worker
+from graphile_py.settings import SETTINGS
 from graphile_py.tasks import load_task_map
 
 __all__ = ["migrate", "worker"]
@@ -35,124 +39,25 @@ def migrate(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> No
         with map_db_errors("Connecting to the database"):
             conn = psycopg.connect(conninfo, autocommit=True)
         with conn:
-            report = run_migrations(conn, schema=settings.worker_schema)
+            report = run_migrations(conn, schema=settings.worker.schema)
     applied = ", ".join(map(str, report.applied)) or "none needed"
-    click.echo(f"Schema {settings.worker_schema!r} is up to date (migrations applied: {applied}).")
+    click.echo(f"Schema {settings.worker.schema!r} is up to date (migrations applied: {applied}).")
+
+
+#: The worker's own flags: every setting that is not a connection or a group option.
+WORKER_SETTINGS = tuple(
+    name for name in SETTINGS if name not in (*CONNECTION_SETTINGS, *GROUP_SETTINGS, "tasks")
+)
 
 
 @main.command()
 @connection_options
-@click.option(
-    "-t",
-    "--tasks",
-    metavar="MODULE:ATTR",
-    help="The task map: a TaskRegistry or dict, e.g. 'myapp.tasks:registry'"
-    " [env: GRAPHILE_PY_TASKS].",
-)
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Jobs to run at once [default: 1].")
+@setting_options("tasks")
 @click.option("--once", is_flag=True, help="Run every job that is ready now, then exit.")
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="How often idle workers look for due jobs [default: 2].",
-)
-@click.option(
-    "-m", "--max-pool-size", type=click.IntRange(min=1), help="Database connections [default: 10]."
-)
-@click.option(
-    "--no-prepared-statements",
-    "no_prepared_statements",
-    is_flag=True,
-    default=None,
-    help="Do not prepare statements (for pgBouncer in transaction mode).",
-)
-@click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="On SIGTERM, how long running jobs may take before they are failed [default: 30].",
-)
-@click.option(
-    "--local-queue-size",
-    type=click.IntRange(min=1),
-    help="Fetch this many jobs per claim and hand them out from memory [default: off].",
-)
-@click.option(
-    "--complete-job-batch-delay",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Write completions in batches collected over this long [default: off].",
-)
-@click.option(
-    "--fail-job-batch-delay",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Write failures in batches collected over this long [default: off].",
-)
-@click.option(
-    "--task-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Time limit of a task run, unless the task sets its own [default: none].",
-)
-@click.option(
-    "--forbidden-flag",
-    "forbidden_flags",
-    multiple=True,
-    metavar="FLAG",
-    help="Skip jobs with this flag (repeat for several).",
-)
-@click.option(
-    "--use-node-time",
-    is_flag=True,
-    default=None,
-    help="Decide which jobs are due by this machine's clock, not the database's.",
-)
-@click.option(
-    "--local-queue-ttl",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Hand back cached jobs not started within this time [default: 300].",
-)
-@click.option(
-    "--graceful-shutdown-abort-timeout",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="On SIGTERM, set running jobs' abort_event after this long [default: 5].",
-)
-@click.option(
-    "--crontab",
-    metavar="FILE",
-    help="Schedule recurring jobs from this crontab (ignored with --once)"
-    " [default: ./crontab if it exists].",
-)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(min=0, max=65535),
-    metavar="PORT",
-    help="Serve Prometheus /metrics and /healthz, /readyz on this port (0: any free one;"
-    " needs the 'metrics' extra) [env: GRAPHILE_PY_METRICS_PORT; default: off].",
-)
-@click.option(
-    "--metrics-host",
-    metavar="ADDRESS",
-    help="The address to serve metrics on [env: GRAPHILE_PY_METRICS_HOST;"
-    " default: 127.0.0.1; 0.0.0.0 for every interface].",
-)
+@setting_options(*WORKER_SETTINGS)
 @click.pass_context
-def worker(
-    ctx: click.Context,
-    /,
-    config_file: Path | None,
-    once: bool,
-    no_prepared_statements: bool | None,
-    **flags: Any,
-) -> None:
+def worker(ctx: click.Context, /, config_file: Path | None, once: bool, **flags: Any) -> None:
     """Run jobs until stopped with Ctrl-C or SIGTERM (twice to force)."""
-    if no_prepared_statements:
-        flags["prepared_statements"] = False
-    flags["forbidden_flags"] = list(flags["forbidden_flags"]) or None
     settings = settings_from(ctx, config_file, flags)
     if not settings.tasks:
         fail(
@@ -170,12 +75,11 @@ def worker(
             if settings.crontab is not None and not Path(settings.crontab).is_file():
                 fail(f"crontab file {settings.crontab!r} does not exist")
             crontab = load_crontab_file(settings.crontab or "crontab")
-        options = settings.worker_options()
         with database(settings) as conninfo:
             status = run_worker(
                 tasks,
                 conninfo=conninfo,
-                options=options,
+                options=settings.worker,
                 once=once,
                 crontab=crontab,
                 metrics_port=settings.metrics_port,
