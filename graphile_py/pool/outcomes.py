@@ -11,43 +11,42 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import psycopg
 
-from graphile_py.db import FailureSpec, Statements
+from graphile_py.db import ConnectionSource, FailureSpec, Statements, borrow
 from graphile_py.db.retry import with_retries
 from graphile_py.errors import GraphileError
 from graphile_py.jobs import Job
 from graphile_py.pool.batch_writer import WriteBatcher
 from graphile_py.pool.execution import Outcome
 
-__all__ = ["OutcomeWriter"]
+__all__ = ["FINAL_WRITE_TIMEOUT", "OutcomeWriter"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("graphile_py.worker")
 
-ConnectionSource = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+#: How long shutdown waits for the final fail/complete writes once the grace period is over.
+FINAL_WRITE_TIMEOUT = 15.0
 
 
 class OutcomeWriter:
-    """Writes job outcomes for one pool, at once or in batches."""
+    """Writes job outcomes for one pool, at once or in batches (after :meth:`attach`)."""
 
     def __init__(
         self,
         *,
         pool_id: str,
         statements: Statements,
-        connection: ConnectionSource,
         complete_delay: float | None,
         fail_delay: float | None,
         on_batch_failure: Callable[[BaseException, str, int], None],
     ) -> None:
         self._pool_id = pool_id
         self._statements = statements
-        self._connection = connection
+        self._connections: ConnectionSource | None = None
         self._give_up = threading.Event()
         self._completions: WriteBatcher[Job] | None = None
         self._failures: WriteBatcher[FailureSpec] | None = None
@@ -65,6 +64,10 @@ class OutcomeWriter:
                 write=self._fail,
                 on_failure=lambda exc, specs: on_batch_failure(exc, "fail_job", len(specs)),
             )
+
+    def attach(self, connections: ConnectionSource) -> None:
+        """Write with ``connections`` (the pool's, which exist only once it starts)."""
+        self._connections = connections
 
     @property
     def busy(self) -> bool:
@@ -157,8 +160,11 @@ class OutcomeWriter:
         *,
         deadline: float | None = None,
     ) -> T:
+        connections = self._connections
+        assert connections is not None, "the pool has not been started"
+
         def attempt() -> T:
-            with self._connection() as conn:
+            with borrow(connections) as conn:
                 return write(conn)
 
         def wait(delay: float) -> bool:

@@ -1,58 +1,43 @@
 """The worker pool: N worker threads, a LISTEN thread and a stale-lock sweeper.
 
-Each worker thread claims one job at a time in a short autocommit statement (spec 3.4),
-runs its task without holding a connection, then completes or fails it (spec 3.6, 3.7).
-Idle workers wait on their own event for at most ``poll_interval``; a ``jobs:insert``
-notification sets the events of as many workers as there are new jobs. A worker nudged
-while it was fetching fetches again at once, so no notification is lost to a race.
-
-Shutdown runs in order: stop claiming, let running jobs finish within
-``shutdown_timeout`` (asking them to stop through ``abort_event`` after
-``graceful_shutdown_abort_timeout``), fail whatever is still running with a clear
-message, and wait for every one of those writes before closing connections. A job is
-never left locked by a pool that stopped on purpose.
+:class:`WorkerPool` is the pool's public face: it opens the connections, starts the
+threads and takes stop requests. The work itself is done by its parts:
+:mod:`~graphile_py.pool.claim_loop` (what each worker thread does: claim, run, record),
+:mod:`~graphile_py.pool.listener` (a ``jobs:insert`` notification wakes as many idle
+workers as there are new jobs), :mod:`~graphile_py.pool.sweeper` (stale locks) and
+:mod:`~graphile_py.pool.shutdown` (stopping in order: a job is never left locked by a
+pool that stopped on purpose).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from graphile_py.db import borrow, map_db_errors, statements_for
+from graphile_py.db import map_db_errors, statements_for
 from graphile_py.db.lease import ConnectionLease
-from graphile_py.db.retry import with_retries
-from graphile_py.errors import (
-    EXIT_INCOMPATIBLE_SCHEMA,
-    GraphileError,
-    WorkerError,
-)
+from graphile_py.errors import EXIT_INCOMPATIBLE_SCHEMA, WorkerError
 from graphile_py.events import guarded
 from graphile_py.jobs import Job
-from graphile_py.logs import JobLogger
-from graphile_py.pool.execution import EventLoopThread, Outcome, log_outcome, run_task
+from graphile_py.pool.claim_loop import ClaimLoop
+from graphile_py.pool.execution import EventLoopThread
 from graphile_py.pool.listener import Listener
-from graphile_py.pool.local_queue import LocalQueue
 from graphile_py.pool.options import WorkerOptions
 from graphile_py.pool.outcomes import OutcomeWriter
-from graphile_py.pool.slots import ActiveJob, SlotTable, WorkerSlot
-from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, validate_task_map
+from graphile_py.pool.shutdown import StopRequest, finish_jobs
+from graphile_py.pool.sweeper import sweep_stale_locks
+from graphile_py.tasks import TaskFunction, TaskRegistry, validate_task_map
 
 __all__ = ["WorkerPool"]
 
 logger = logging.getLogger("graphile_py.worker")
-
-# How long shutdown waits for the final fail/complete writes once the grace period is over.
-_FINAL_WRITE_TIMEOUT = 15.0
 
 
 class WorkerPool:
@@ -79,7 +64,6 @@ class WorkerPool:
         self.id = ("otpool-" if once else "pool-") + secrets.token_hex(9)
         self.exit_code = 0
         self.events = guarded(self.options.events)
-        self._timeouts = dict(tasks.timeouts) if isinstance(tasks, TaskRegistry) else {}
         self._conninfo = conninfo
         self._statements = statements_for(self.options.schema)
         self._connect_kwargs: dict[str, Any] = {
@@ -87,28 +71,32 @@ class WorkerPool:
         }
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lease: ConnectionLease | None = None
-        self._task_ids: list[int] = []
-        self._identifier_by_task_id: dict[int, str] = {}
-        self._stop_requested = threading.Event()
-        self._stop_reason = ""
-        self._force_reason = ""
-        self._force_requested = threading.Event()
+        self._stop = StopRequest()
         self._stopping = threading.Event()
         self._error: BaseException | None = None
         self._loop = EventLoopThread(f"graphile-py-async-{self.id}")
         self._listener: Listener | None = None
-        self._local_queue: LocalQueue | None = None
-        self._outcomes = OutcomeWriter(
-            pool_id=self.id,
-            statements=self._statements,
-            connection=self.connection,
-            complete_delay=self.options.complete_job_batch_delay,
-            fail_delay=self.options.fail_job_batch_delay,
-            on_batch_failure=self._batch_failed,
-        )
         self._background: list[threading.Thread] = []
-        self._queue_names: dict[int, str] = {}
-        self._slots = SlotTable(self._new_slot, self.options.concurrency)
+        self._claims = ClaimLoop(
+            pool_id=self.id,
+            tasks=self.tasks,
+            timeouts=dict(tasks.timeouts) if isinstance(tasks, TaskRegistry) else {},
+            options=self.options,
+            once=once,
+            statements=self._statements,
+            events=self.events,
+            outcomes=OutcomeWriter(
+                pool_id=self.id,
+                statements=self._statements,
+                complete_delay=self.options.complete_job_batch_delay,
+                fail_delay=self.options.fail_job_batch_delay,
+                on_batch_failure=self._batch_failed,
+            ),
+            loop=self._loop,
+            stopping=self._stopping,
+            fail=self.fail,
+        )
+        self._slots = self._claims.slots
         self.events.pool_create(self)
 
     # -- public control ------------------------------------------------------------------
@@ -126,7 +114,8 @@ class WorkerPool:
     @property
     def connection_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         """The psycopg pool behind the worker (for its statistics); see :attr:`connections`."""
-        return self._require_pool()
+        assert self._pool is not None
+        return self._pool
 
     @property
     def connections(self) -> ConnectionLease:
@@ -138,7 +127,7 @@ class WorkerPool:
         assert self._lease is not None, "the pool has not been started"
         return self._lease
 
-    # -- for health probes and metrics (graphile_py.extras.metrics) -------------------
+    # -- state for observers (health probes, metrics) ------------------------------------
 
     @property
     def conninfo(self) -> str:
@@ -202,8 +191,9 @@ class WorkerPool:
         with map_db_errors("Connecting to the database"):
             self._pool.open(wait=True, timeout=30)
         self._lease = ConnectionLease(self._pool)
+        self._claims.open(self._lease)
         try:
-            self._register_tasks()
+            self._claims.register_tasks(wait=self._stop.requested.wait)
         except BaseException:
             self._lease.close()
             self._pool.close()
@@ -240,14 +230,7 @@ class WorkerPool:
                     opts.local_queue_size,
                     opts.concurrency,
                 )
-            self._local_queue = LocalQueue(
-                size=opts.local_queue_size,
-                ttl=opts.local_queue_ttl,
-                poll_interval=opts.poll_interval,
-                once=self.once,
-                fetch=lambda size: self.claim(batch_size=size),
-                hand_back=lambda ids: self._outcomes.hand_back(ids, within=_FINAL_WRITE_TIMEOUT),
-            )
+            self._claims.start_local_queue(opts.local_queue_size)
         if not self.once:
             events = self.events
             self._listener = Listener(
@@ -265,10 +248,10 @@ class WorkerPool:
             )
             self._listener.start()
             self._background.append(self._thread(self._sweep_stale_locks, "sweeper"))
-        if self._timeouts or opts.task_timeout is not None:
-            self._background.append(self._thread(self._enforce_timeouts, "timeouts"))
+        if self._claims.has_time_limits:
+            self._background.append(self._thread(self._claims.enforce_time_limits, "timeouts"))
 
-    def _thread(self, target: Any, role: str) -> threading.Thread:
+    def _thread(self, target: Callable[[], None], role: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"graphile-py-{role}-{self.id}", daemon=True)
         thread.start()
         return thread
@@ -279,33 +262,21 @@ class WorkerPool:
 
     def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
         """Ask the pool to shut down; safe from signal handlers and other threads."""
-        if not self._stop_requested.is_set():
-            self._stop_reason = reason
-            self._stop_requested.set()
+        if self._stop.ask(reason):
             self.events.stop()
-        if force and not self._force_requested.is_set():
-            self._force_reason = reason
-            self._force_requested.set()
+        if force:
+            self._stop.force(reason)
 
     def wait_for_stop_request(self) -> None:
         """Block until a stop is requested (or, once, every worker has run dry)."""
         interval = 0.005 if self.once else 0.2
-        while not self._stop_requested.wait(interval):
+        while not self._stop.requested.wait(interval):
             if self.once and not self._slots.any_alive():
                 return
 
     def nudge(self, count: int) -> None:
         """Wake up to ``count`` idle workers to look for jobs now."""
-        if self._local_queue is not None:
-            self._local_queue.pulse(count)
-        woken = 0
-        for slot in self._slots:
-            if woken >= count:
-                break
-            if slot.idle:
-                woken += 1
-            # A busy worker keeps the nudge and fetches again as soon as it is free.
-            slot.wake.set()
+        self._claims.nudge(count)
 
     def fail(self, error: BaseException) -> None:
         """Stop the pool because of ``error``; :meth:`run` re-raises it."""
@@ -313,194 +284,56 @@ class WorkerPool:
             self._error = error
         self.request_stop(f"error: {error}")
 
-    # -- the hot path (called from worker threads) ---------------------------------------
-
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a connection from the pool, translating pool timeouts."""
-        assert self._lease is not None, "the pool has not been started"
-        with borrow(self._lease) as conn:
+        with self._claims.connection() as conn:
             yield conn
 
     def claim(self, batch_size: int = 1, flags: Sequence[str] | None = None) -> list[Job]:
         """Lock and return up to ``batch_size`` ready jobs of ours."""
-        now = datetime.now(UTC) if self.options.use_node_time else None
-        with self.connection() as conn:
-            return self._statements.claim_jobs(
-                conn,
-                pool_id=self.id,
-                task_ids=self._task_ids,
-                batch_size=batch_size,
-                forbidden_flags=flags,
-                now=now,
-                identifiers=self._identifier_by_task_id,
-            )
-
-    def next_job(self, slot: WorkerSlot) -> Job | None:
-        """The next job for ``slot``, or None after waiting (idle, or nothing ready)."""
-        self.events.worker_get_job_start(slot.worker_id)
-        flags = self._forbidden_flags()
-        if self._local_queue is not None and flags is None:
-            job = self._local_queue.get_job(self._stopping)
-            if job is None and self.once:
-                self._check_ran_dry(slot)
-            return job
-        slot.wake.clear()
-        try:
-            jobs = self.claim(flags=flags)
-        except GraphileError as exc:
-            slot.failures += 1
-            slot.log.warning("Failed to acquire job: %s (%d contiguous fails)", exc, slot.failures)
-            self.events.worker_get_job_error(slot.worker_id, exc)
-            if self.once and slot.failures >= 3:
-                self.fail(exc)
-                slot.ran_dry = True
-            else:
-                slot.idle_wait()
-            return None
-        slot.failures = 0
-        if jobs:
-            return jobs[0]
-        self.events.worker_get_job_empty(slot.worker_id)
-        if self.once:
-            self._check_ran_dry(slot)
-        else:
-            slot.idle_wait()
-        return None
-
-    def _check_ran_dry(self, slot: WorkerSlot) -> None:
-        # Run-once ends for a worker when nothing is ready -- but a job of a named queue
-        # becomes ready when a sibling still running (or whose outcome is still being
-        # written) releases the queue, so look again while anything is in flight.
-        busy = self._slots.others_busy(slot) or self._outcomes.busy
-        if busy:
-            slot.wake.wait(0.02)
-        else:
-            slot.ran_dry = True
-
-    def execute(self, slot: WorkerSlot, job: Job) -> Job | None:
-        """Run ``job`` on this thread and record the outcome; maybe return the next job."""
-        timeout = self._timeouts.get(job.task_identifier, self.options.task_timeout)
-        active = self._slots.begin(slot, job, timeout)
-        log = JobLogger(
-            logger, {"worker_id": slot.worker_id, "task": job.task_identifier, "job_id": job.id}
-        )
-        log.debug("Found task %s (%s)", job.id, job.task_identifier)
-        self.events.job_start(slot.worker_id, job)
-        helpers = JobHelpers(
-            job=job,
-            pool=self.connections,
-            schema=self.options.schema,
-            logger=log,
-            abort_event=lambda: active.abort,
-            worker_id=slot.worker_id,
-            queue_name_lookup=self._queue_name,
-            use_node_time=self.options.use_node_time,
-        )
-        started = time.perf_counter()
-        outcome = run_task(self.tasks[job.task_identifier], job.payload, helpers, self._loop)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if not self._slots.task_returned(slot, active):
-            log.warning(
-                "Task %s (%s) finished after it had been failed (shutdown or time limit);"
-                " its result is discarded",
-                job.id,
-                job.task_identifier,
-            )
-            return None
-        self._emit_outcome(slot.worker_id, job, outcome)
-        next_job: Job | None = None
-        try:
-            next_job = self._record_and_claim(slot, job, outcome)
-        except GraphileError as exc:
-            log.error(
-                "Failed to release job %s after %s: %s; it stays locked by %s until"
-                " force_unlock_workers or the 4-hour stale-lock sweep frees it",
-                job.id,
-                "success" if outcome.succeeded else f"failure {outcome.message!r}",
-                exc,
-                self.id,
-            )
-            self.events.worker_fatal_error(slot.worker_id, exc, job)
-        finally:
-            self._slots.written(slot, active)
-        log_outcome(log, job, outcome, elapsed_ms, self._queue_name)
-        return next_job
-
-    def _record_and_claim(self, slot: WorkerSlot, job: Job, outcome: Outcome) -> Job | None:
-        """Record the outcome; when it is written at once, claim the next job with it.
-
-        One round trip instead of two per job: a success is one statement that deletes
-        and claims; a failure and the claim go in one pipeline. Either way they share a
-        transaction, so if anything fails neither took effect, and the outcome is written
-        again on its own, with retries (completion is by id, so a repeat is harmless).
-        Not for a job of a named queue: releasing the queue and claiming again in one
-        transaction would never let another pool (Node or Python) see the queue free,
-        and this worker would keep it to itself.
-        """
-        if (
-            self.stopping
-            or job.job_queue_id is not None
-            or self._local_queue is not None
-            or not self._outcomes.writes_at_once(outcome)
-        ):
-            self._outcomes.record(job, outcome)
-            return None
-        # Only now: a forbidden_flags callable is called once per claim, not per job.
-        flags = self._forbidden_flags()
-        self.events.worker_get_job_start(slot.worker_id)
-        now = datetime.now(UTC) if self.options.use_node_time else None
-        try:
-            with self.connection() as conn:
-                if outcome.succeeded:
-                    # The common case: one statement deletes the job and claims the next.
-                    jobs = self._statements.complete_and_claim(
-                        conn,
-                        done_id=job.id,
-                        pool_id=self.id,
-                        task_ids=self._task_ids,
-                        forbidden_flags=flags,
-                        now=now,
-                        identifiers=self._identifier_by_task_id,
-                    )
-                else:
-                    with (
-                        map_db_errors("Recording an outcome and claiming the next job"),
-                        conn.pipeline(),
-                    ):
-                        self._outcomes.write(conn, job, outcome)
-                        jobs = self._statements.claim_jobs(
-                            conn,
-                            pool_id=self.id,
-                            task_ids=self._task_ids,
-                            forbidden_flags=flags,
-                            now=now,
-                            identifiers=self._identifier_by_task_id,
-                        )
-        except GraphileError as exc:
-            logger.debug("Pipelined write failed (%s); writing the outcome on its own", exc)
-            self._outcomes.record(job, outcome)
-            return None
-        if not jobs:
-            self.events.worker_get_job_empty(slot.worker_id)
-            return None
-        return jobs[0]
+        return self._claims.claim(batch_size, flags)
 
     def hand_back(self, job: Job) -> None:
         """Return a claimed job that will not be run by this pool (it is stopping)."""
-        try:
-            self._outcomes.hand_back([job.id], within=_FINAL_WRITE_TIMEOUT)
-        except GraphileError as exc:
-            logger.error("Could not hand back job %s: %s", job.id, exc)
+        self._claims.hand_back(job)
 
-    def _emit_outcome(self, worker_id: str, job: Job, outcome: Outcome) -> None:
-        if outcome.error is None:
-            self.events.job_success(worker_id, job)
-        else:
-            self.events.job_error(worker_id, job, outcome.error, outcome.batch_errors)
-            if job.attempts >= job.max_attempts:
-                self.events.job_failed(worker_id, job, outcome.error, outcome.batch_errors)
-        self.events.job_complete(worker_id, job, outcome.error)
+    # -- shutdown ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop in order; returns when no job of ours is locked any more."""
+        if self._pool is None:
+            return
+        reason = self._stop.reason or (
+            "'Run once' mode processed all available jobs and is now exiting"
+            if self.once
+            else "stop requested"
+        )
+        forced = self._stop.forced.is_set()
+        logger.info("Worker pool %s shutting down (%s)", self.id, reason)
+        self.events.pool_graceful_shutdown(self, reason)
+        self._stopping.set()
+        self._claims.stop_claiming()
+        if self._listener is not None:
+            self._listener.stop()
+            self.events.pool_listen_release(self)
+        finish_jobs(
+            self._claims,
+            self._stop,
+            reason=reason,
+            forced=forced,
+            on_forceful=lambda: self.events.pool_forceful_shutdown(self, reason),
+        )
+        for thread in self._background:
+            thread.join(timeout=5)
+        self._loop.close()
+        if self._lease is not None:
+            self._lease.close()
+        self._pool.close()
+        logger.info("Worker pool %s stopped", self.id)
+        self.events.pool_release(self)
+
+    # -- internals -----------------------------------------------------------------------
 
     def _batch_failed(self, error: BaseException, action: str, count: int) -> None:
         verb = "complete" if action == "complete_job" else "fail"
@@ -514,150 +347,6 @@ class WorkerPool:
         self.events.pool_fatal_error(self, error, action)
         self.fail(error)
 
-    # -- time limits ---------------------------------------------------------------------
-
-    def _enforce_timeouts(self) -> None:
-        while not self._stopping.wait(0.05):
-            for overdue in self._slots.enforce_time_limits(self.options.task_timeout_grace):
-                self.events.worker_create(overdue.replacement.worker_id, list(self.tasks))
-                overdue.replacement.thread.start()
-                self._fail_timed_out(overdue.worker_id, overdue.active)
-
-    def _fail_timed_out(self, worker_id: str, active: ActiveJob) -> None:
-        job = active.job
-        message = (
-            f"Task timed out after {active.timeout:g}s and did not stop within"
-            f" {self.options.task_timeout_grace:g}s of being asked to"
-        )
-        logger.error("Failing job %s (%s): %s", job.id, job.task_identifier, message)
-        try:
-            self._outcomes.fail_now(job, message)
-        except GraphileError as exc:
-            logger.error("Could not fail timed-out job %s: %s", job.id, exc)
-        error = TimeoutError(message)
-        self._emit_outcome(worker_id, job, Outcome(error=error, message=message))
-        self._slots.written(None, active)
-
-    # -- shutdown ------------------------------------------------------------------------
-
-    def shutdown(self) -> None:
-        """Stop in order; returns when no job of ours is locked any more."""
-        if self._pool is None:
-            return
-        reason = self._stop_reason or (
-            "'Run once' mode processed all available jobs and is now exiting"
-            if self.once
-            else "stop requested"
-        )
-        forced = self._force_requested.is_set()
-        logger.info("Worker pool %s shutting down (%s)", self.id, reason)
-        self.events.pool_graceful_shutdown(self, reason)
-        self._stopping.set()
-        for slot in self._slots:
-            slot.wake.set()
-        if self._local_queue is not None:
-            self._local_queue.release()
-        if self._listener is not None:
-            self._listener.stop()
-            self.events.pool_listen_release(self)
-
-        started = time.monotonic()
-        opts = self.options
-        aborted = False
-        while self._slots.any_alive():
-            if self._force_requested.is_set():
-                forced = True
-                break
-            waited = time.monotonic() - started
-            if waited >= opts.graceful_shutdown_abort_timeout and not aborted:
-                logger.info("Asking running tasks to stop (abort_event set)")
-                self._slots.abort_all()
-                aborted = True
-            if waited >= opts.shutdown_timeout:
-                break
-            time.sleep(0.02)
-
-        still_running = self._slots.abandon_running()
-        if still_running:
-            self._slots.abort_all()
-            self.events.pool_forceful_shutdown(self, reason)
-            message = (
-                f"Forced worker shutdown due to {self._force_reason or reason}"
-                if forced
-                else f"Worker shutdown ({reason}): the job did not finish within the"
-                f" {opts.shutdown_timeout:g}s grace period"
-            )
-            self._fail_abandoned([job.id for job in still_running], message)
-        self._slots.wait_for_writes(_FINAL_WRITE_TIMEOUT)
-        self._outcomes.close(timeout=_FINAL_WRITE_TIMEOUT)
-        self._release_leftover_locks(reason)
-        self._outcomes.give_up()
-        for thread in self._background:
-            thread.join(timeout=5)
-        self._loop.close()
-        if self._lease is not None:
-            self._lease.close()
-        self._pool.close()
-        logger.info("Worker pool %s stopped", self.id)
-        self.events.pool_release(self)
-
-    def _fail_abandoned(self, ids: list[int], message: str) -> None:
-        logger.warning("Failing %d job(s) still running at shutdown: %s", len(ids), ids)
-        self._outcomes.fail_all(ids, message, within=_FINAL_WRITE_TIMEOUT)
-
-    def _release_leftover_locks(self, reason: str) -> None:
-        # Safety net: a job claimed in the instant shutdown began, or one whose outcome
-        # could not be written in time, must not stay locked by a pool that is gone.
-        try:
-            with self.connection() as conn:
-                leftover = self._statements.jobs_locked_by(conn, self.id)
-        except GraphileError as exc:
-            logger.error("Could not check for jobs still locked by %s: %s", self.id, exc)
-            return
-        if leftover:
-            self._fail_abandoned(
-                leftover,
-                f"Worker shutdown ({reason}) before the job's outcome was recorded",
-            )
-
-    # -- internals -----------------------------------------------------------------------
-
-    def _new_slot(self) -> WorkerSlot:
-        worker_id = self.options.worker_id or f"worker-{secrets.token_hex(9)}"
-        return WorkerSlot(self, worker_id, self.options.poll_interval)
-
-    def _require_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        assert self._pool is not None
-        return self._pool
-
-    def _register_tasks(self) -> None:
-        def register() -> dict[int, str]:
-            with self.connection() as conn:
-                return self._statements.register_task_identifiers(conn, list(self.tasks))
-
-        self._identifier_by_task_id = with_retries(
-            register,
-            description="Registering tasks",
-            wait=self._stop_requested.wait,
-        )
-        self._task_ids = list(self._identifier_by_task_id)
-
-    def _forbidden_flags(self) -> Sequence[str] | None:
-        flags = self.options.forbidden_flags
-        if callable(flags):
-            flags = flags()
-        return list(flags) if flags else None
-
-    def _queue_name(self, queue_id: int) -> str:
-        name = self._queue_names.get(queue_id)
-        if name is None:
-            with self.connection() as conn:
-                self._queue_names.update(self._statements.lookup_queue_names(conn, [queue_id]))
-            name = self._queue_names.get(queue_id)
-            if name is None:
-                raise WorkerError(f"Queue with id '{queue_id}' not found")
-        return name
-
     def _on_breaking_migration(self, number: int | None) -> None:
         logger.warning(
             "Graphile Worker detected breaking migration to database schema revision '%s';"
@@ -668,22 +357,11 @@ class WorkerPool:
         self.request_stop(f"breaking migration {number}")
 
     def _sweep_stale_locks(self) -> None:
-        opts = self.options
-        delay = random.random() * min(60.0, opts.max_reset_locked_interval)
-        while not self._stopping.wait(delay):
-            now = datetime.now(UTC) if opts.use_node_time else None
-            self.events.reset_locked_started(self)
-            delay = _next_sweep_delay(opts)
-            try:
-                with self.connection() as conn:
-                    self._statements.reset_stale_locks(conn, now)
-            except GraphileError as exc:
-                logger.warning("Failed to reset locked; we'll try again in %.0fs: %s", delay, exc)
-                self.events.reset_locked_failure(self, exc, delay)
-                continue
-            self.events.reset_locked_success(self, delay)
-
-
-def _next_sweep_delay(opts: WorkerOptions) -> float:
-    low, high = opts.min_reset_locked_interval, opts.max_reset_locked_interval
-    return low + random.random() * (high - low)
+        sweep_stale_locks(
+            self,
+            options=self.options,
+            statements=self._statements,
+            connections=self.connections,
+            events=self.events,
+            stopping=self._stopping,
+        )

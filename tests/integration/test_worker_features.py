@@ -310,7 +310,7 @@ def test_node_time_option_uses_the_client_clock_for_due_jobs(
 ) -> None:
     import datetime as dt
 
-    import graphile_py.pool.pool
+    import graphile_py.pool.claim_loop
 
     with db.connect() as conn:
         job = add_job(conn, "due", schema=db.schema)
@@ -329,7 +329,7 @@ def test_node_time_option_uses_the_client_clock_for_due_jobs(
         def now(cls, tz: dt.tzinfo | None = None) -> TwoHoursAhead:  # type: ignore[override]
             return super().now(tz) + dt.timedelta(hours=2)
 
-    monkeypatch.setattr(graphile_py.pool.pool, "datetime", TwoHoursAhead)
+    monkeypatch.setattr(graphile_py.pool.claim_loop, "datetime", TwoHoursAhead)
     run_once(db, tasks)
     assert seen.items == []  # the database's clock decides by default
     run_once(db, tasks, use_node_time=True)
