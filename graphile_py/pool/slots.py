@@ -79,7 +79,7 @@ class ActiveJob:
 
 
 class SlotOwner(Protocol):
-    """What a worker thread needs from its pool."""
+    """What a worker thread needs from its owner (the pool's ClaimLoop)."""
 
     events: WorkerEvents
 
