@@ -1,25 +1,39 @@
-"""Where a JSON5 text goes wrong, reported as the npm ``json5`` package reports it.
+"""JSON5 payloads: parsed by the ``json5`` library, rejected where and as npm's json5 does.
 
-The PyPI ``json5`` package parses crontab payloads into values. Its error positions,
-though, come from a PEG parser and often point one character past the real culprit, so
-crontab errors would not read like graphile-worker's. This checker walks the JSON5
-grammar and stops at the first character that cannot continue a valid document, which is
-where npm's ``json5`` lexer stops too, and words the error the same way:
-``JSON5: invalid character '=' at 1:13`` or ``JSON5: invalid end of input at 1:2``.
+:func:`parse_json5` returns the PyPI ``json5`` package's value. When the text is not
+JSON5, the error must read as graphile-worker's (npm json5 2.2) does, for example
+``JSON5: invalid character '=' at 1:13``, so that a crontab fails with one message in
+both runtimes. The library cannot say that, for three reasons:
 
-It builds no values; run it before ``json5.loads``.
+* Its position is the *farthest* point its backtracking parser reached, and its
+  whitespace and identifier rules read a character before testing its Unicode category.
+  So it often names the character after the culprit: for ``{invalidJson=true}`` it says
+  ``Unexpected "t" at column 14`` where npm says ``invalid character '=' at 1:13``.
+* It accepts escapes in unquoted keys whatever they decode to: ``{\\u0031: 1}`` parses as
+  ``{"1": 1}``, while npm rejects it (``invalid identifier character at 1:2``).
+* Some bad numbers fail in conversion, with no position: ``{a: 1e}`` gives ``could not
+  convert string to float: '1e'``; npm says ``invalid character '}' at 1:7``.
+
+So the smallest piece kept here is :class:`_Locator`: it walks the JSON5 grammar, builds
+no values, and stops where npm's lexer stops. Run on every payload (a text is accepted
+only if both agree), it places the error; the library still does the parsing.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Json5SyntaxError", "check_json5"]
+import json5
+
+__all__ = ["Json5SyntaxError", "parse_json5"]
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _DIGITS = frozenset("0123456789")
 _LINE_TERMINATORS = frozenset("\n\r\u2028\u2029")
 _SIMPLE_ESCAPES = frozenset("bfnrtv'\"\\")
+# How npm json5 names a character in "invalid character '...'".
 _CHAR_NAMES = {
     "'": "\\'",
     '"': '\\"',
@@ -46,9 +60,19 @@ class Json5SyntaxError(ValueError):
         self.column = position + 1
 
 
-def check_json5(text: str) -> None:
-    """Raise :class:`Json5SyntaxError` if ``text`` is not one JSON5 value."""
-    _Checker(text).document()
+def parse_json5(text: str) -> Any:
+    """``text`` parsed by the ``json5`` library, if npm's json5 would accept it too.
+
+    Raises :class:`Json5SyntaxError` with npm's message and position when npm's json5
+    rejects the text; when only the library rejects it (rare: it is stricter about some
+    Unicode in unquoted keys), with ``JSON5: <the library's message>`` at position 0,
+    chained to the library's exception.
+    """
+    _Locator(text).document()
+    try:
+        return json5.loads(text)
+    except Exception as exc:  # json5 raises ValueError, or RecursionError when deep
+        raise Json5SyntaxError(f"JSON5: {exc}", 0) from exc
 
 
 def _is_space(char: str) -> bool:
@@ -73,7 +97,9 @@ class _Bad(Exception):
         self.identifier = identifier
 
 
-class _Checker:
+class _Locator:
+    """Walks one JSON5 document; raises :class:`Json5SyntaxError` where npm's lexer stops."""
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.i = 0
@@ -90,16 +116,16 @@ class _Checker:
         except RecursionError:
             raise Json5SyntaxError("JSON5: nested too deeply", self.i) from None
 
-    # -- reporting, as npm json5 counts lines and columns --------------------------------
-
     def _error(self, bad: _Bad) -> Json5SyntaxError:
+        # npm counts columns in UTF-16 units, and a newline moves to column 0 of the next
+        # line even when the newline itself is the bad character.
         line, column = 1, 0
         end = min(bad.position + 1, len(self.text))
         for char in self.text[:end]:
             if char == "\n":
                 line, column = line + 1, 0
             else:
-                column += 2 if ord(char) > 0xFFFF else 1  # JavaScript counts UTF-16 units
+                column += 2 if ord(char) > 0xFFFF else 1
         if bad.position >= len(self.text):
             return Json5SyntaxError(
                 f"JSON5: invalid end of input at {line}:{column + 1}", len(self.text)
@@ -114,17 +140,20 @@ class _Checker:
             f"JSON5: invalid character '{name}' at {line}:{column}", bad.position
         )
 
-    # -- the grammar ----------------------------------------------------------------------
+    # -- the grammar, as far as it decides where an error is ---------------------------
 
     def peek(self) -> str:
         return self.text[self.i] if self.i < len(self.text) else ""
 
-    def expect(self, allowed: str | frozenset[str]) -> str:
+    def at(self, allowed: str | frozenset[str]) -> bool:
         char = self.peek()
-        if not char or char not in allowed:
+        return bool(char) and char in allowed
+
+    def expect(self, allowed: str | frozenset[str]) -> str:
+        if not self.at(allowed):
             raise _Bad(self.i)
         self.i += 1
-        return char
+        return self.text[self.i - 1]
 
     def space(self) -> None:
         while True:
@@ -133,8 +162,7 @@ class _Checker:
                 self.i += 1
             elif char == "/":
                 self.i += 1
-                kind = self.expect("*/")
-                if kind == "/":
+                if self.expect("*/") == "/":
                     while self.peek() and self.peek() not in _LINE_TERMINATORS:
                         self.i += 1
                 else:
@@ -151,22 +179,16 @@ class _Checker:
             self.members("}", self.property)
         elif char == "[":
             self.members("]", self.value)
-        elif char in ("'", '"') and char:
+        elif self.at("'\""):
             self.string()
-        elif char == "n":
-            self.literal("null")
-        elif char == "t":
-            self.literal("true")
-        elif char == "f":
-            self.literal("false")
-        elif char in ("+", "-") and char:
-            self.i += 1
-            self.unsigned_number()
+        elif char in ("n", "t", "f"):
+            self.literal({"n": "null", "t": "true", "f": "false"}[char])
         else:
+            if self.at("+-"):
+                self.i += 1
             self.unsigned_number()
 
-    def members(self, close: str, member: object) -> None:
-        assert callable(member)
+    def members(self, close: str, member: Callable[[], None]) -> None:
         self.i += 1
         self.space()
         if self.peek() == close:
@@ -183,7 +205,7 @@ class _Checker:
                 return
 
     def property(self) -> None:
-        if self.peek() in ("'", '"') and self.peek():
+        if self.at("'\""):
             self.string()
         else:
             self.identifier()
@@ -204,8 +226,7 @@ class _Checker:
                 for _ in range(4):
                     self.expect(_HEX)
                 decoded = chr(int(self.text[start : self.i], 16))
-                valid = _is_id_start(decoded) if first else _is_id_continue(decoded)
-                if not valid:
+                if not (_is_id_start(decoded) if first else _is_id_continue(decoded)):
                     raise _Bad(escape_start, identifier=True)
             elif char and (_is_id_start(char) if first else _is_id_continue(char)):
                 self.i += 1
@@ -227,40 +248,39 @@ class _Checker:
             self.literal("NaN")
         elif char == "0":
             self.i += 1
-            if self.peek() in ("x", "X") and self.peek():
+            if self.at("xX"):
                 self.i += 1
                 self.expect(_HEX)
-                while self.peek() and self.peek() in _HEX:
-                    self.i += 1
+                self.skip(_HEX)
             else:
                 self.fraction_and_exponent()
         elif char == ".":
             self.i += 1
             self.expect(_DIGITS)
-            self.digits()
+            self.skip(_DIGITS)
             self.exponent()
         else:
             self.expect(_DIGITS)
-            self.digits()
+            self.skip(_DIGITS)
             self.fraction_and_exponent()
 
     def fraction_and_exponent(self) -> None:
         if self.peek() == ".":
             self.i += 1
-            self.digits()
+            self.skip(_DIGITS)
         self.exponent()
 
-    def digits(self) -> None:
-        while self.peek() and self.peek() in _DIGITS:
+    def skip(self, allowed: frozenset[str]) -> None:
+        while self.at(allowed):
             self.i += 1
 
     def exponent(self) -> None:
-        if self.peek() in ("e", "E") and self.peek():
+        if self.at("eE"):
             self.i += 1
-            if self.peek() in ("+", "-") and self.peek():
+            if self.at("+-"):
                 self.i += 1
             self.expect(_DIGITS)
-            self.digits()
+            self.skip(_DIGITS)
 
     def string(self) -> None:
         quote = self.text[self.i]
@@ -286,7 +306,7 @@ class _Checker:
             if char == "\r" and self.peek() == "\n":
                 self.i += 1
         elif char == "0":
-            if self.peek() and self.peek() in _DIGITS:
+            if self.at(_DIGITS):
                 raise _Bad(self.i)
         elif char == "x":
             self.expect(_HEX)

@@ -31,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from graphile_py.cron.crontab import CronItem, js_json, parse_crontab
+from graphile_py.cron.crontab import CronItem, parse_crontab
+from graphile_py.cron.js import js_json
 from graphile_py.db import ConnectionSource, borrow
 from graphile_py.db.cron import CronStatements, KnownCrontab, cron_statements_for
 from graphile_py.db.retry import backoff_delay

@@ -34,7 +34,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from graphile_py.cron.crontab import CronItem, CronSchedule, js_json, parse_crontab
+from graphile_py.cron.crontab import CronItem, parse_crontab
+from graphile_py.cron.js import js_json
+from graphile_py.cron.schedule import CronSchedule
 from graphile_py.cron.scheduler import CronScheduler
 from graphile_py.errors import CrontabError
 from tests.support import TestDatabase
