@@ -1,31 +1,40 @@
 """Read-only views of the queue for operators, and the few actions they need.
 
 This is what the ``status``/``jobs``/``queues``/``cron`` commands, the dashboard and the
-metrics exporter read. Every query goes through :mod:`graphile_py.db`; actions on jobs
-use the schema's own admin functions, so a job locked by a running worker (less than
-4 hours ago) is left alone, exactly as graphile-worker's ``WorkerUtils`` does.
+metrics exporter read. Every query goes through :mod:`graphile_py.db` and none of them
+writes: :meth:`Inspector.check_schema` reports a missing or old schema instead of
+migrating it. The actions (retry, remove, reschedule) are those of
+:class:`~graphile_py.WorkerUtils`, which skip a job locked by a running worker (less than
+4 hours ago); only ``retry_failed``, which picks its jobs by state, has a query of its own.
 
-A job is in exactly one :class:`JobState`, decided in this order:
-
-``running``    locked by a worker (``locked_at`` is set);
-``failed``     permanently failed: no attempts left (``attempts >= max_attempts``);
-``retrying``   failed at least once and waiting for its next attempt;
-``scheduled``  never attempted and due in the future;
-``ready``      due now and never attempted (it may still wait for its named queue).
+The records it returns (a job's :class:`JobState` among them) are in
+:mod:`graphile_py.admin.records`.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+# The records are part of this module's interface: Inspector takes and returns them.
+from graphile_py.admin.records import (
+    MAX_LIST_LIMIT,
+    CronStatus,
+    JobFilter,
+    JobRecord,
+    JobState,
+    QueueStatus,
+    QueueStatusReport,
+    StateCounts,
+    TaskStatus,
+)
 from graphile_py.admin.utils import LockHolder, WorkerUtils
+from graphile_py.db.health import schema_version
 from graphile_py.db.inspection import inspection_statements_for
-from graphile_py.errors import ConfigurationError
+from graphile_py.db.migrate import latest_known_migration
+from graphile_py.errors import ConfigurationError, DatabaseError, IncompatibleSchema
 from graphile_py.jobs import Job
 
 if TYPE_CHECKING:
@@ -44,128 +53,10 @@ __all__ = [
     "TaskStatus",
 ]
 
-
-#: The most jobs one :meth:`Inspector.list_jobs` call returns.
-MAX_LIST_LIMIT = 10_000
-
-
-class JobState(enum.StrEnum):
-    """Where a job is in its life; see the module docstring for the precise rules."""
-
-    READY = "ready"
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    FAILED = "failed"
-
-    @classmethod
-    def of(cls, job: Job, now: datetime | None = None) -> JobState:
-        """The state of ``job`` as it was read, by the same rule as the queries use.
-
-        For a job no longer in the database (an action just removed it, a worker just
-        finished it); for a job that is there, the query's answer is the one to trust.
-        """
-        if job.locked_at is not None:
-            return cls.RUNNING
-        if job.attempts >= job.max_attempts:
-            return cls.FAILED
-        if job.attempts > 0:
-            return cls.RETRYING
-        if job.run_at is not None and job.run_at > (now or datetime.now(UTC)):
-            return cls.SCHEDULED
-        return cls.READY
-
-
-@dataclass(frozen=True, slots=True)
-class StateCounts:
-    """How many jobs are in each state."""
-
-    ready: int = 0
-    scheduled: int = 0
-    running: int = 0
-    retrying: int = 0
-    failed: int = 0
-
-    @property
-    def total(self) -> int:
-        """Jobs in every state."""
-        return self.ready + self.scheduled + self.running + self.retrying + self.failed
-
-
-@dataclass(frozen=True, slots=True)
-class TaskStatus:
-    """Counts for one task identifier, and the age of its oldest ready job."""
-
-    task: str
-    counts: StateCounts
-    oldest_ready_age: timedelta | None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatus:
-    """One named queue: its jobs by state and who holds its lock, if anyone."""
-
-    name: str
-    counts: StateCounts
-    locked_at: datetime | None
-    locked_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatusReport:
-    """Everything ``graphile-py status`` shows, taken in one snapshot.
-
-    ``taken_at`` is the database's clock; ``tasks`` (sorted by identifier) lists the
-    tasks that have jobs; ``queues`` (sorted by name) every named queue, idle ones
-    included; ``oldest_ready_age`` is that of the oldest ``ready`` job of any task.
-    """
-
-    taken_at: datetime
-    totals: StateCounts
-    tasks: Sequence[TaskStatus]
-    queues: Sequence[QueueStatus]
-    oldest_ready_age: timedelta | None
-    pools: Sequence[LockHolder]
-
-    @property
-    def locked_queues(self) -> list[QueueStatus]:
-        """The named queues a worker holds (it is running one of their jobs)."""
-        return [queue for queue in self.queues if queue.locked_at is not None]
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A job as an operator sees it: the row and its state."""
-
-    job: Job
-    state: JobState
-
-
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    """Which jobs to list; every field that is set must match."""
-
-    task: str | None = None
-    queue: str | None = None
-    state: JobState | None = None
-    key: str | None = None
-    limit: int = 100
-    #: Only jobs with an id below this (keyset pagination, newest first).
-    before_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CronStatus:
-    """A cron identifier the database knows, and when it next fires (if a crontab is given)."""
-
-    identifier: str
-    known_since: datetime
-    last_execution: datetime | None
-    next_run: datetime | None
-    task: str | None
-    #: Whether the crontab given to :meth:`Inspector.list_cron` has this identifier
-    #: (None when no crontab was given). False means it is left over from an old crontab.
-    in_crontab: bool | None = None
+_MIGRATE_FIRST = "run 'graphile-py migrate' (or start a worker) first"
+# What reading ``schema.migrations`` fails with when the schema or the table is missing.
+_NOT_INSTALLED = frozenset({"3F000", "42P01"})
+_EVERY_JOB = JobFilter()  # the default filter (frozen, so one instance serves every call)
 
 
 class Inspector:
@@ -179,6 +70,40 @@ class Inspector:
     def __init__(self, utils: WorkerUtils) -> None:
         self.utils = utils
         self._sql = inspection_statements_for(utils.schema)
+
+    def check_schema(self) -> None:
+        """Fail unless the worker schema is installed and fully migrated; only reads.
+
+        Looking at a queue must not upgrade a schema that other workers share, so the
+        read-only commands and the dashboard call this instead of migrating. Raises
+        :class:`~graphile_py.DatabaseError` when the schema is missing or older than this
+        graphile-py's migrations, and :class:`~graphile_py.IncompatibleSchema` when it has
+        a breaking migration newer than those.
+        """
+        schema = self.utils.schema
+        try:
+            with self.utils.connection() as conn:
+                latest, breaking = schema_version(conn, schema)
+        except DatabaseError as exc:
+            if exc.sqlstate not in _NOT_INSTALLED:
+                raise
+            latest = breaking = None
+        if latest is None:
+            raise DatabaseError(
+                f"the worker schema {schema!r} is not installed in this database; {_MIGRATE_FIRST}"
+            )
+        known = latest_known_migration()
+        if breaking is not None and breaking > known:
+            raise IncompatibleSchema(
+                f"the worker schema {schema!r} is at revision {latest}, with breaking migration"
+                f" {breaking}, but this graphile-py only supports up to revision {known};"
+                " upgrade graphile-py to read it"
+            )
+        if latest < known:
+            raise DatabaseError(
+                f"the worker schema {schema!r} is at revision {latest}, older than the"
+                f" revision {known} this graphile-py reads; {_MIGRATE_FIRST}"
+            )
 
     def status(self) -> QueueStatusReport:
         """Counts by task and queue, the oldest ready job's age, locked queues, pools."""
@@ -213,7 +138,7 @@ class Inspector:
             pools=holders,
         )
 
-    def list_jobs(self, where: JobFilter = JobFilter()) -> list[JobRecord]:
+    def list_jobs(self, where: JobFilter = _EVERY_JOB) -> list[JobRecord]:
         """Jobs matching ``where``, newest first.
 
         Raises :class:`~graphile_py.ConfigurationError` when ``where.limit`` is not
@@ -278,18 +203,27 @@ class Inspector:
 
     def retry_jobs(self, job_ids: Sequence[int]) -> list[Job]:
         """Run these jobs now with their attempts reset; locked jobs are left alone."""
+        ids = _ids(job_ids)
+        if not ids:
+            return []
+        # "Now" is the database's clock, as the workers' claims compare run_at with it.
         with self.utils.connection() as conn:
-            return [_job(row) for row in self._sql.retry(conn, _ids(job_ids))]
+            now = self._sql.now(conn)
+        return _by_id(self.utils.reschedule_jobs(ids, run_at=now, attempts=0))
 
     def retry_failed(self, *, task: str | None = None, queue: str | None = None) -> list[Job]:
-        """Retry every permanently failed job (of ``task`` / ``queue`` if given)."""
+        """Retry every permanently failed job (of ``task`` / ``queue`` if given).
+
+        One statement picks the jobs by state and retries them, so a job that fails in
+        the meantime is either retried or left failed, never half-handled.
+        """
         with self.utils.connection() as conn:
             return [_job(row) for row in self._sql.retry_failed(conn, task=task, queue=queue)]
 
     def remove_jobs(self, job_ids: Sequence[int]) -> list[Job]:
         """Delete these jobs; locked jobs are left alone. Returns what was removed."""
-        with self.utils.connection() as conn:
-            return [_job(row) for row in self._sql.remove(conn, _ids(job_ids))]
+        ids = _ids(job_ids)
+        return _by_id(self.utils.complete_jobs(ids)) if ids else []
 
     def reschedule_jobs(self, job_ids: Sequence[int], run_at: datetime) -> list[Job]:
         """Move these jobs to ``run_at``; locked jobs are left alone.
@@ -301,8 +235,8 @@ class Inspector:
             raise ConfigurationError(
                 "run_at must be a timezone-aware datetime (for example with +00:00)"
             )
-        with self.utils.connection() as conn:
-            return [_job(row) for row in self._sql.reschedule(conn, _ids(job_ids), run_at)]
+        ids = _ids(job_ids)
+        return _by_id(self.utils.reschedule_jobs(ids, run_at=run_at)) if ids else []
 
 
 def _check_filter(where: JobFilter) -> str | None:
@@ -332,6 +266,11 @@ def _ids(job_ids: Sequence[int]) -> list[int]:
 
 def _job(row: Mapping[str, Any]) -> Job:
     return Job.from_row(row)
+
+
+def _by_id(jobs: list[Job]) -> list[Job]:
+    """In id order (the schema's functions return them in whatever order they found them)."""
+    return sorted(jobs, key=lambda job: job.id)
 
 
 def _record(row: Mapping[str, Any]) -> JobRecord:
@@ -373,7 +312,7 @@ def _crontab_items(text: str) -> dict[str, CronItem]:
 
 
 def _next_run(item: CronItem, now: datetime) -> datetime | None:
-    from graphile_py.cron.crontab import CronSchedule
+    from graphile_py.cron.schedule import CronSchedule
 
     # Crontab lines always parse to a CronSchedule; only Python matchers lack one.
     return item.match.next_run_after(now) if isinstance(item.match, CronSchedule) else None

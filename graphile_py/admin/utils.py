@@ -1,9 +1,11 @@
 """WorkerUtils: adding and administering jobs from code that has no connection at hand.
 
 It owns a small connection pool and migrates the schema when it opens, as
-graphile-worker's ``makeWorkerUtils`` does. The admin operations call the schema's own
-SQL functions, so they treat a job locked less than 4 hours ago as running and leave
-it alone; a lock older than that is presumed dead.
+graphile-worker's ``makeWorkerUtils`` does. Every action on jobs is implemented here,
+once, with graphile-worker's names; the :class:`~graphile_py.admin.inspector.Inspector`'s
+actions call these. They use the schema's own SQL functions, so they treat a job locked
+less than 4 hours ago as running and leave it alone; a lock older than that is presumed
+dead.
 """
 
 from __future__ import annotations
@@ -215,9 +217,17 @@ class WorkerUtils:
             )
 
     def _jobs(self, conn: psycopg.Connection[Any], rows: Sequence[Row]) -> list[Job]:
+        """Jobs from the rows the schema's functions return, with task and queue names."""
         task_names = self._statements.lookup_task_identifiers(
             conn, sorted({row["task_id"] for row in rows})
         )
+        queue_ids = sorted({row["job_queue_id"] for row in rows} - {None})
+        queue_names = self._statements.lookup_queue_names(conn, queue_ids) if queue_ids else {}
         return [
-            Job.from_row(row, task_identifier=task_names.get(row["task_id"], "")) for row in rows
+            Job.from_row(
+                row,
+                task_identifier=task_names.get(row["task_id"], ""),
+                queue_name=queue_names.get(row["job_queue_id"]),
+            )
+            for row in rows
         ]
