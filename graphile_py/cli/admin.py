@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from graphile_py.admin.utils import CLEANUP_TASKS, WorkerUtils
+from graphile_py.admin.views import PoolOut
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
 from graphile_py.jobs import JOB_KEY_MODES
@@ -148,20 +149,7 @@ def unlock(
         holders = utils.lock_holders()
         now = datetime.now(UTC)
         if as_json:
-            click.echo(
-                json.dumps(
-                    [
-                        {
-                            "pool_id": h.pool_id,
-                            "jobs": h.jobs,
-                            "queues": h.queues,
-                            "oldest_lock": h.oldest_lock.isoformat(),
-                            "age_seconds": round(h.age(now).total_seconds(), 3),
-                        }
-                        for h in holders
-                    ]
-                )
-            )
+            click.echo(json.dumps([PoolOut.of(h, now).model_dump(mode="json") for h in holders]))
         else:
             _print_holders(holders, now)
         chosen = [

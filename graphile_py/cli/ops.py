@@ -1,9 +1,9 @@
 """Commands for looking at the queue and fixing jobs: status, jobs, queues, cron.
 
 They read through :class:`~graphile_py.Inspector`, print tables for people and, with
-``--json``, one JSON document for scripts. Retry, remove and reschedule go through the
-schema's own functions, so a job a live worker holds is skipped (and reported), never
-changed under it.
+``--json``, one JSON document for scripts (the shapes of :mod:`graphile_py.admin.views`).
+Retry, remove and reschedule go through the schema's own functions, so a job a live
+worker holds is skipped (and reported), never changed under it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 
 import click
 
-from graphile_py.admin.inspector import MAX_LIST_LIMIT, Inspector, JobFilter, JobState
+from graphile_py.admin.inspector import Inspector
+from graphile_py.admin.records import MAX_LIST_LIMIT, JobFilter, JobState
 from graphile_py.admin.utils import WorkerUtils
+from graphile_py.admin.views import CronOut, JobDetailOut, QueueOut, StatsOut
 from graphile_py.cli import tables
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
@@ -53,7 +55,7 @@ def _inspector(
         yield Inspector(utils)
 
 
-def _echo(as_json: bool, data: Any, text: str) -> None:
+def _echo(as_json: bool, data: tables.JsonOut, text: str) -> None:
     click.echo(tables.dumps(data) if as_json else text)
 
 
@@ -72,7 +74,7 @@ def status(ctx: click.Context, /, *, config_file: Path | None, as_json: bool, **
     """
     with _inspector(ctx, config_file, flags) as inspector:
         report = inspector.status()
-    _echo(as_json, tables.status_json(report), tables.status_text(report))
+    _echo(as_json, StatsOut.of(report), tables.status_text(report))
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -135,9 +137,10 @@ def list_jobs(
     )
     with _inspector(ctx, config_file, flags) as inspector:
         records = inspector.list_jobs(where)
+    # Scripts get each job whole, payload included (the dashboard's pages leave it out).
     _echo(
         as_json,
-        [tables.job_json(r.job, r.state) for r in records],
+        [JobDetailOut.of(r.job, r.state) for r in records],
         tables.jobs_table(records),
     )
 
@@ -155,7 +158,7 @@ def show_job(
         record = inspector.get_job(job_id)
     if record is None:
         fail(f"no job with id {job_id}")
-    _echo(as_json, tables.job_json(record.job, record.state), tables.job_details(record))
+    _echo(as_json, JobDetailOut.of(record.job, record.state), tables.job_details(record))
 
 
 @jobs_group.command("retry")
@@ -352,7 +355,7 @@ def list_queues(
     with _inspector(ctx, config_file, flags) as inspector:
         queues = inspector.list_queues()
     now = datetime.now(UTC)
-    _echo(as_json, [tables.queue_json(q) for q in queues], tables.queues_table(queues, now))
+    _echo(as_json, [QueueOut.of(q) for q in queues], tables.queues_table(queues, now))
 
 
 @main.group("cron")
@@ -398,4 +401,4 @@ def list_cron(
             statuses = inspector.list_cron(text)
         except CrontabError as exc:
             fail(f"crontab file '{path}': {exc}")
-    _echo(as_json, [tables.cron_json(s) for s in statuses], tables.cron_table(statuses))
+    _echo(as_json, [CronOut.of(s) for s in statuses], tables.cron_table(statuses))

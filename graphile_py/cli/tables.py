@@ -1,6 +1,7 @@
 """How the admin commands show things: plain-text tables for people, JSON for scripts.
 
-Times are shown in UTC. In JSON, times are ISO 8601 strings with their offset and
+Times are shown in UTC. The JSON is that of :mod:`graphile_py.admin.views`, the shapes
+the dashboard's API answers with too: times are ISO 8601 strings with their offset and
 durations are seconds (``..._seconds``), so scripts never parse "3m".
 """
 
@@ -11,7 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from graphile_py.admin.inspector import (
+from pydantic import BaseModel
+
+from graphile_py.admin.records import (
     CronStatus,
     JobRecord,
     JobState,
@@ -19,22 +22,19 @@ from graphile_py.admin.inspector import (
     QueueStatusReport,
     StateCounts,
 )
-from graphile_py.admin.utils import LockHolder
+from graphile_py.admin.views import JobDetailOut
 from graphile_py.jobs import Job
 
 __all__ = [
+    "JsonOut",
     "action_json",
     "action_text",
     "age",
-    "cron_json",
     "cron_table",
     "dumps",
     "job_details",
-    "job_json",
     "jobs_table",
-    "queue_json",
     "queues_table",
-    "status_json",
     "status_text",
     "table",
     "when",
@@ -43,9 +43,21 @@ __all__ = [
 STATES = [state.value for state in JobState]
 
 
-def dumps(value: Any) -> str:
-    """JSON as the commands print it."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+#: What the commands print as JSON: a view model, a list of them, or a plain dict.
+JsonOut = BaseModel | Sequence[BaseModel] | dict[str, Any]
+
+
+def dumps(value: JsonOut) -> str:
+    """JSON as the commands print it (indented, non-ASCII kept as it is)."""
+    return json.dumps(_plain(value), indent=2, ensure_ascii=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -103,59 +115,11 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _seconds(delta: timedelta | None) -> float | None:
-    return round(delta.total_seconds(), 3) if delta is not None else None
-
-
-def _counts_json(counts: StateCounts) -> dict[str, int]:
-    return {**{state: getattr(counts, state) for state in STATES}, "total": counts.total}
-
-
 def _counts_row(counts: StateCounts) -> list[int]:
     return [getattr(counts, state) for state in STATES]
 
 
 # -- status -------------------------------------------------------------------------------
-
-
-def _pool_json(holder: LockHolder, now: datetime) -> dict[str, Any]:
-    return {
-        "pool_id": holder.pool_id,
-        "jobs": holder.jobs,
-        "queues": holder.queues,
-        "oldest_lock": _iso(holder.oldest_lock),
-        "age_seconds": _seconds(holder.age(now)),
-    }
-
-
-def queue_json(queue: QueueStatus) -> dict[str, Any]:
-    """One named queue for ``--json``."""
-    return {
-        "name": queue.name,
-        "counts": _counts_json(queue.counts),
-        "locked_at": _iso(queue.locked_at),
-        "locked_by": queue.locked_by,
-    }
-
-
-def status_json(report: QueueStatusReport) -> dict[str, Any]:
-    """``graphile-py status --json``."""
-    return {
-        "taken_at": _iso(report.taken_at),
-        "totals": _counts_json(report.totals),
-        "oldest_ready_age_seconds": _seconds(report.oldest_ready_age),
-        "tasks": [
-            {
-                "task": task.task,
-                "counts": _counts_json(task.counts),
-                "oldest_ready_age_seconds": _seconds(task.oldest_ready_age),
-            }
-            for task in report.tasks
-        ],
-        "queues": [queue_json(queue) for queue in report.queues],
-        "locked_queues": [queue.name for queue in report.locked_queues],
-        "pools": [_pool_json(holder, report.taken_at) for holder in report.pools],
-    }
 
 
 def status_text(report: QueueStatusReport) -> str:
@@ -216,33 +180,6 @@ def queues_table(queues: Sequence[QueueStatus], now: datetime) -> str:
 # -- jobs ---------------------------------------------------------------------------------
 
 
-def job_json(job: Job, state: JobState | None = None) -> dict[str, Any]:
-    """Every field of a job (and its state, when known) for ``--json``."""
-    data: dict[str, Any] = {"id": job.id}
-    if state is not None:
-        data["state"] = state.value
-    data.update(
-        {
-            "task_identifier": job.task_identifier,
-            "queue_name": job.queue_name,
-            "payload": job.payload,
-            "priority": job.priority,
-            "run_at": _iso(job.run_at),
-            "attempts": job.attempts,
-            "max_attempts": job.max_attempts,
-            "last_error": job.last_error,
-            "created_at": _iso(job.created_at),
-            "updated_at": _iso(job.updated_at),
-            "key": job.key,
-            "locked_at": _iso(job.locked_at),
-            "locked_by": job.locked_by,
-            "revision": job.revision,
-            "flags": sorted(job.flag_names) or None,
-        }
-    )
-    return data
-
-
 def jobs_table(records: Sequence[JobRecord]) -> str:
     """A line per job, newest first, with the start of its last error."""
     if not records:
@@ -267,8 +204,9 @@ def jobs_table(records: Sequence[JobRecord]) -> str:
 
 def job_details(record: JobRecord) -> str:
     """``graphile-py jobs show``: one field a line, then the payload and the last error."""
-    data = job_json(record.job, record.state)
+    data = JobDetailOut.of(record.job, record.state).model_dump(mode="json")
     payload, last_error = data.pop("payload"), data.pop("last_error")
+    data["flags"] = data["flags"] or None  # "-" when there are none
     width = max(len(key) for key in data)
     lines = [
         f"{key.ljust(width)}  {_cell(value) if value is not None else '-'}"
@@ -318,18 +256,6 @@ def action_text(
 
 
 # -- cron ---------------------------------------------------------------------------------
-
-
-def cron_json(status: CronStatus) -> dict[str, Any]:
-    """One known cron identifier for ``--json``."""
-    return {
-        "identifier": status.identifier,
-        "task": status.task,
-        "known_since": _iso(status.known_since),
-        "last_execution": _iso(status.last_execution),
-        "next_run": _iso(status.next_run),
-        "in_crontab": status.in_crontab,
-    }
 
 
 def cron_table(statuses: Sequence[CronStatus]) -> str:

@@ -161,6 +161,37 @@ def test_job_detail_and_unknown_job(client: httpx.Client, jobs: Jobs) -> None:
     assert missing.json() == {"error": "not_found", "message": "There is no job 987654321."}
 
 
+def test_the_api_and_the_cli_json_give_one_shape(
+    client: httpx.Client, db: TestDatabase, utils: WorkerUtils, jobs: Jobs
+) -> None:
+    """A job, the queues and the status read the same through the API and ``--json``."""
+    import json
+
+    from click.testing import CliRunner
+
+    from graphile_py.cli import main
+
+    def cli(*args: str) -> Any:
+        result = CliRunner().invoke(main, [*args, "--json", "-c", db.dsn, "-s", db.schema])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    flagged = utils.add_job("flagged", {"x": [1, "ü"]}, flags=["b", "a"], queue_name="q").id
+    for job_id in (jobs.failed, jobs.running, flagged):
+        assert cli("jobs", "show", str(job_id)) == client.get(f"/api/v1/jobs/{job_id}").json()
+    shown = client.get(f"/api/v1/jobs/{flagged}").json()
+    assert shown["flags"] == ["a", "b"]
+    assert client.get(f"/api/v1/jobs/{jobs.ready}").json()["flags"] == []
+    assert cli("queues", "list") == client.get("/api/v1/queues").json()
+    cli_status, api_status = cli("status"), client.get("/api/v1/stats").json()
+    assert set(cli_status) == set(api_status) and cli_status["queues"] == api_status["queues"]
+
+    def counts(status: Any) -> list[Any]:  # the ages differ: they are taken a moment apart
+        return [(task["task"], task["counts"]) for task in status["tasks"]]
+
+    assert counts(cli_status) == counts(api_status)
+
+
 def test_cron(db: TestDatabase, utils: WorkerUtils) -> None:
     with db.connect() as conn:
         conn.execute(

@@ -1,6 +1,8 @@
-"""The dashboard's JSON API, ``/api/v1``: the routes (their shapes are in ``models.py``).
+"""The dashboard's JSON API, ``/api/v1``: the routes.
 
-Reads go through the :class:`~graphile_py.admin.inspector.Inspector`; enqueueing through
+Reads go through the :class:`~graphile_py.admin.inspector.Inspector` and answer with the
+shapes of :mod:`graphile_py.admin.views` (those ``--json`` prints); requests and the
+dashboard's own answers are in ``models.py``. Enqueueing goes through
 ``WorkerUtils.add_job``; the throughput history comes from the sampler's buffer. The
 routes are plain functions, so FastAPI runs them on its thread pool, where blocking on
 the database is fine.
@@ -14,29 +16,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 
-from graphile_py.admin.inspector import CronStatus, Inspector, JobFilter, JobRecord, JobState
+from graphile_py.admin.inspector import Inspector
+from graphile_py.admin.records import JobFilter, JobRecord, JobState
+from graphile_py.admin.views import CronOut, JobDetailOut, JobOut, QueueOut, StatsOut, TaskOut
 from graphile_py.extras.dashboard.models import (
     MAX_ID,
     BulkOut,
-    Counts,
-    CronOut,
     EnqueueIn,
     ErrorOut,
     HistoryOut,
     HistoryPoint,
     InfoOut,
-    JobDetailOut,
     JobListOut,
-    JobOut,
     JobQuery,
-    PoolOut,
-    QueueOut,
     RescheduleIn,
     RetryFailed,
     RetryIds,
-    StatsOut,
-    TaskOut,
-    seconds,
 )
 from graphile_py.extras.dashboard.sampler import Sampler
 from graphile_py.jobs import Job
@@ -100,25 +95,7 @@ def info(request: Request) -> InfoOut:
 @router.get("/stats", response_model=StatsOut, tags=["read"])
 def stats(request: Request) -> StatsOut:
     """Job counts by state, task and queue; locked queues; the pools holding locks."""
-    report = _context(request).inspector.status()
-    return StatsOut(
-        taken_at=report.taken_at,
-        totals=Counts.of(report.totals),
-        oldest_ready_age_seconds=seconds(report.oldest_ready_age),
-        tasks=[TaskOut.of(task) for task in report.tasks],
-        queues=[QueueOut.of(queue) for queue in report.queues],
-        locked_queues=[queue.name for queue in report.locked_queues],
-        pools=[
-            PoolOut(
-                pool_id=pool.pool_id,
-                jobs=pool.jobs,
-                queues=pool.queues,
-                oldest_lock=pool.oldest_lock,
-                age_seconds=round(pool.age(report.taken_at).total_seconds(), 3),
-            )
-            for pool in report.pools
-        ],
-    )
+    return StatsOut.of(_context(request).inspector.status())
 
 
 @router.get("/jobs", response_model=JobListOut, tags=["read"])
@@ -167,7 +144,7 @@ def tasks(request: Request) -> list[TaskOut]:
 def cron(request: Request) -> list[CronOut]:
     """Known cron items; when the dashboard was given a crontab, when each next fires."""
     context = _context(request)
-    return [_cron(item) for item in context.inspector.list_cron(context.crontab)]
+    return [CronOut.of(item) for item in context.inspector.list_cron(context.crontab)]
 
 
 @router.get("/metrics/history", response_model=HistoryOut, tags=["read"])
@@ -297,17 +274,6 @@ def _fresh(inspector: Inspector, job: Job) -> JobDetailOut:
     if record is None:
         return JobDetailOut.of(job, JobState.of(job))
     return JobDetailOut.of(record.job, record.state)
-
-
-def _cron(item: CronStatus) -> CronOut:
-    return CronOut(
-        identifier=item.identifier,
-        known_since=item.known_since,
-        last_execution=item.last_execution,
-        next_run=item.next_run,
-        task=item.task,
-        in_crontab=item.in_crontab,
-    )
 
 
 def version() -> str:

@@ -1,4 +1,8 @@
-"""The shapes the dashboard's JSON API exchanges (pydantic models, hence the OpenAPI schemas).
+"""The shapes only the dashboard's JSON API exchanges (pydantic models, hence OpenAPI schemas).
+
+What it answers about jobs, queues, tasks, pools and cron comes from
+:mod:`graphile_py.admin.views`, the shapes ``--json`` prints too; here are the requests,
+the throughput history and the dashboard's own answers.
 
 Every string that reaches the database is bounded and refuses NUL (PostgreSQL cannot
 store it); job ids stop at 2**53 - 1, JavaScript's largest exact integer, so that an id
@@ -7,175 +11,33 @@ survives a round trip through the page (a sequence would take centuries to get t
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from graphile_py.admin.inspector import JobState, QueueStatus, StateCounts, TaskStatus
+from graphile_py.admin.records import JobState
+from graphile_py.admin.views import JobOut, Moment
 from graphile_py.extras.dashboard.sampler import Sample
-from graphile_py.jobs import Job
 
 __all__ = [
     "MAX_ID",
     "BulkOut",
-    "Counts",
-    "CronOut",
     "EnqueueIn",
     "ErrorOut",
     "HistoryOut",
     "HistoryPoint",
     "InfoOut",
-    "JobDetailOut",
     "JobListOut",
-    "JobOut",
     "JobQuery",
-    "PoolOut",
-    "QueueOut",
     "RescheduleIn",
     "RetryFailed",
     "RetryIds",
-    "StatsOut",
-    "TaskOut",
-    "seconds",
 ]
 
 #: The largest job id the API accepts.
 MAX_ID = 2**53 - 1
 NoNul = r"^[^\x00]*$"
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NoNul)]
-
-
-class Counts(BaseModel):
-    """How many jobs are in each state."""
-
-    ready: int
-    scheduled: int
-    running: int
-    retrying: int
-    failed: int
-    total: int
-
-    @classmethod
-    def of(cls, counts: StateCounts) -> Counts:
-        return cls(
-            ready=counts.ready,
-            scheduled=counts.scheduled,
-            running=counts.running,
-            retrying=counts.retrying,
-            failed=counts.failed,
-            total=counts.total,
-        )
-
-
-class TaskOut(BaseModel):
-    """One task identifier's jobs by state."""
-
-    task: str
-    counts: Counts
-    oldest_ready_age_seconds: float | None
-
-    @classmethod
-    def of(cls, task: TaskStatus) -> TaskOut:
-        return cls(
-            task=task.task,
-            counts=Counts.of(task.counts),
-            oldest_ready_age_seconds=seconds(task.oldest_ready_age),
-        )
-
-
-class QueueOut(BaseModel):
-    """One named queue: its jobs by state, and the pool holding its lock, if any."""
-
-    name: str
-    counts: Counts
-    locked_at: datetime | None
-    locked_by: str | None
-
-    @classmethod
-    def of(cls, queue: QueueStatus) -> QueueOut:
-        return cls(
-            name=queue.name,
-            counts=Counts.of(queue.counts),
-            locked_at=queue.locked_at,
-            locked_by=queue.locked_by,
-        )
-
-
-class PoolOut(BaseModel):
-    """A worker pool holding locks."""
-
-    pool_id: str
-    jobs: int
-    queues: int
-    oldest_lock: datetime
-    age_seconds: float
-
-
-class StatsOut(BaseModel):
-    """What ``graphile-py status`` shows."""
-
-    taken_at: datetime
-    totals: Counts
-    oldest_ready_age_seconds: float | None
-    tasks: list[TaskOut]
-    queues: list[QueueOut]
-    locked_queues: list[str]
-    pools: list[PoolOut]
-
-
-class JobOut(BaseModel):
-    """A job as listed (without its payload)."""
-
-    id: int
-    task_identifier: str
-    queue_name: str | None
-    state: JobState
-    priority: int
-    run_at: datetime | None
-    attempts: int
-    max_attempts: int
-    last_error: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
-    key: str | None
-    locked_at: datetime | None
-    locked_by: str | None
-    revision: int
-    flags: list[str]
-
-    @classmethod
-    def of(cls, job: Job, state: JobState) -> Self:
-        return cls(
-            id=job.id,
-            task_identifier=job.task_identifier,
-            queue_name=job.queue_name,
-            state=state,
-            priority=job.priority,
-            run_at=job.run_at,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            last_error=job.last_error,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            key=job.key,
-            locked_at=job.locked_at,
-            locked_by=job.locked_by,
-            revision=job.revision,
-            flags=sorted(job.flag_names),
-        )
-
-
-class JobDetailOut(JobOut):
-    """A job with its payload."""
-
-    payload: JsonValue = None
-
-    @classmethod
-    def of(cls, job: Job, state: JobState) -> Self:
-        detail = super().of(job, state)
-        detail.payload = job.payload
-        return detail
 
 
 class JobListOut(BaseModel):
@@ -185,21 +47,10 @@ class JobListOut(BaseModel):
     next_before_id: int | None
 
 
-class CronOut(BaseModel):
-    """A cron identifier the database knows."""
-
-    identifier: str
-    known_since: datetime
-    last_execution: datetime | None
-    next_run: datetime | None
-    task: str | None
-    in_crontab: bool | None
-
-
 class HistoryPoint(BaseModel):
     """Events in the interval ending at ``t`` (``seconds`` long) and the counts then."""
 
-    t: datetime
+    t: Moment
     seconds: float
     created: int
     completed: int
@@ -311,8 +162,3 @@ class BulkOut(BaseModel):
 
     changed: list[int]
     skipped: list[int]
-
-
-def seconds(age: timedelta | None) -> float | None:
-    """A duration as seconds (rounded to the millisecond), or None."""
-    return None if age is None else round(age.total_seconds(), 3)
