@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
+from graphile_py.admin.inspector import Inspector
 from graphile_py.admin.utils import WorkerUtils
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
-from graphile_py.errors import DatabaseError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "dashboard"]
 
@@ -104,7 +104,8 @@ def dashboard(
             host,
         )
     crontab = crontab_file.read_text() if crontab_file is not None else None
-    # No migration: a dashboard only looks, and must not upgrade a shared schema.
+    # No migration: a dashboard must not upgrade a shared schema (its actions are the
+    # operators' own); a missing or old one is reported as the read-only commands do.
     with (
         failures(),
         database(settings) as conninfo,
@@ -112,8 +113,10 @@ def dashboard(
             conninfo, schema=settings.worker_schema, max_pool_size=8, run_migrations=False
         ) as utils,
     ):
+        inspector = Inspector(utils)
+        inspector.check_schema()
         app = create_app(
-            utils,
+            inspector,
             allow_actions=actions,
             token=token,
             basic_auth=basic_auth,
@@ -121,7 +124,8 @@ def dashboard(
             crontab=crontab,
             sample_interval=sample_interval,
         )
-        _check_schema(app)
+        # Fail now, with the database's words, if the sampler cannot read the counts.
+        app.state.dashboard.sampler.sample_once()
         shown = f"[{host}]" if ":" in host else host
         mode = "actions allowed" if actions else "read-only"
         logger.info("graphile-py dashboard on http://%s:%d/ (%s)", shown, port, mode)
@@ -134,17 +138,3 @@ def dashboard(
             log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
             server_header=False,
         )
-
-
-def _check_schema(app: Any) -> None:
-    """Fail now, with the reason, if the worker schema cannot be read."""
-    sampler = app.state.dashboard.sampler
-    try:
-        sampler.sample_once()
-    except DatabaseError as exc:
-        if exc.sqlstate in {"3F000", "42P01", "42883"}:  # no schema, table or function
-            fail(
-                f"the worker schema {sampler.utils.schema!r} is not installed in this"
-                " database; run 'graphile-py migrate' (or start a worker) first"
-            )
-        raise

@@ -4,6 +4,10 @@ They read through :class:`~graphile_py.Inspector`, print tables for people and, 
 ``--json``, one JSON document for scripts (the shapes of :mod:`graphile_py.admin.views`).
 Retry, remove and reschedule go through the schema's own functions, so a job a live
 worker holds is skipped (and reported), never changed under it.
+
+None of them migrates: looking at a queue, or fixing a job in it, must not upgrade a
+schema that other workers share. A missing or old schema is reported, with the advice to
+run ``graphile-py migrate``, as the dashboard does.
 """
 
 from __future__ import annotations
@@ -43,16 +47,24 @@ def _json_option(function: F) -> F:
 def _inspector(
     ctx: click.Context, config_file: Path | None, flags: dict[str, Any]
 ) -> Iterator[Inspector]:
-    """An Inspector on the configured database; our errors become a message and exit 1."""
+    """An Inspector on the configured, already migrated database (never migrating it).
+
+    Our errors become a message and exit 1 (57 for a schema newer than we can read).
+    """
     settings = settings_from(ctx, config_file, flags)
     with (
         failures(),
         database(settings) as conninfo,
         WorkerUtils(
-            conninfo, schema=settings.worker_schema, use_node_time=settings.use_node_time
+            conninfo,
+            schema=settings.worker_schema,
+            run_migrations=False,
+            use_node_time=settings.use_node_time,
         ) as utils,
     ):
-        yield Inspector(utils)
+        inspector = Inspector(utils)
+        inspector.check_schema()
+        yield inspector
 
 
 def _echo(as_json: bool, data: tables.JsonOut, text: str) -> None:

@@ -139,6 +139,51 @@ def test_status_of_an_empty_database(db: TestDatabase) -> None:
     assert "No job is ready" in result.stdout and "No worker pool holds a lock." in result.stdout
 
 
+def _schema_exists(db: TestDatabase) -> bool:
+    with db.connect() as conn:
+        row = conn.execute(
+            "select exists (select 1 from pg_namespace where nspname = %s)", (db.schema,)
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_status_never_installs_the_schema(empty_db: TestDatabase) -> None:
+    result = _cli(empty_db, "status")
+    assert result.code == 1, (result.stdout, result.stderr)
+    assert f"the worker schema {empty_db.schema!r} is not installed" in result.stderr
+    assert "run 'graphile-py migrate'" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not _schema_exists(empty_db)
+
+
+@pytest.mark.parametrize(
+    "command", ["jobs list", "jobs show 1", "queues list", "cron list", "jobs retry 1"]
+)
+def test_the_other_queue_commands_never_install_it_either(
+    empty_db: TestDatabase, command: str
+) -> None:
+    result = _cli(empty_db, command)
+    assert result.code == 1 and "graphile-py migrate" in result.stderr, result.stderr
+    assert not _schema_exists(empty_db)
+
+
+def test_status_on_an_old_schema_asks_for_a_migration(empty_db: TestDatabase) -> None:
+    from graphile_py import latest_known_migration, migrate
+
+    older = latest_known_migration() - 1
+    with empty_db.connect() as conn:
+        migrate(conn, schema=empty_db.schema, target=older)
+    result = _cli(empty_db, "status", "--json")
+    assert result.code == 1 and result.stdout == ""
+    assert f"is at revision {older}, older than" in result.stderr
+    assert "run 'graphile-py migrate'" in result.stderr
+    with empty_db.connect() as conn:
+        latest = conn.execute(
+            sql.SQL("select max(id) from {}.migrations").format(sql.Identifier(empty_db.schema))
+        ).fetchone()
+    assert latest == (older,)
+
+
 # -- jobs list / show -----------------------------------------------------------------------
 
 
