@@ -34,7 +34,8 @@ from pydantic_settings import (
 )
 
 from graphile_py.errors import ConfigurationError
-from graphile_py.pool.options import Declared, WorkerOptions, check_declared, declared, setting
+from graphile_py.pool.declaration import Declared, check_declared, declared, setting
+from graphile_py.pool.options import WorkerOptions
 
 __all__ = ["CONFIG_FILE_NAME", "SETTINGS", "KnownSetting", "Settings", "load_settings"]
 
