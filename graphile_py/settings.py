@@ -257,11 +257,11 @@ def load_settings(
     config_file: Path | None = None,
     directory: Path | None = None,
 ) -> Settings:
-    """Settings from flags (``overrides`` by setting name; None values are ignored), env
-    and files.
+    """Settings from flags (``overrides``, by setting name), the environment and files.
 
-    ``directory`` is where ``graphile_py.toml`` and ``pyproject.toml`` are looked for
-    (default: the working directory). An explicit ``config_file`` must exist.
+    None values in ``overrides`` are ignored (a flag not given). ``directory`` is where
+    ``graphile_py.toml`` and ``pyproject.toml`` are looked for (default: the working
+    directory). An explicit ``config_file`` must exist.
     """
     base = directory or Path.cwd()
     if config_file is not None and not config_file.is_file():
@@ -297,11 +297,10 @@ def load_settings(
         raise ConfigurationError(f"invalid configuration: {problems}") from exc
     except ValueError as exc:  # a malformed TOML file
         raise ConfigurationError(f"could not read the configuration: {exc}") from exc
-    by_owner: dict[bool, dict[str, Any]] = {True: {}, False: {}}
-    for known in SETTINGS.values():
-        by_owner[known.of_worker][known.attribute] = values[known.name]
+    worker = {k.attribute: values[k.name] for k in SETTINGS.values() if k.of_worker}
+    command = {k.attribute: values[k.name] for k in SETTINGS.values() if not k.of_worker}
     try:
         # What no single value shows: min <= max, a schema name PostgreSQL accepts.
-        return Settings(worker=WorkerOptions(**by_owner[True]), **by_owner[False])
+        return Settings(worker=WorkerOptions(**worker), **command)
     except ConfigurationError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from exc

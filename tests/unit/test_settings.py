@@ -7,24 +7,13 @@ from pathlib import Path
 import pytest
 
 from graphile_py import ConfigurationError
-from graphile_py.settings import load_settings
+from graphile_py.settings import SETTINGS, load_settings
 
 ENV_NAMES = [
     "SCHEMA",
     "WORKER_SCHEMA",
-    "GRAPHILE_PY_SCHEMA",
     "GRAPHILE_PY_WORKER_SCHEMA",
-    "DATABASE_URL",
-    "GRAPHILE_WORKER_SCHEMA",
-    "GRAPHILE_PY_JOBS",
-    "GRAPHILE_PY_TASKS",
-    "GRAPHILE_PY_POLL_INTERVAL",
-    "GRAPHILE_PY_DATABASE_URL",
-    "GRAPHILE_PY_LOG_LEVEL",
-    "GRAPHILE_PY_LOG_FORMAT",
-    "GRAPHILE_PY_METRICS_PORT",
-    "GRAPHILE_PY_METRICS_HOST",
-    "GRAPHILE_PY_METRICS_INTERVAL",
+    *(name for known in SETTINGS.values() for name in known.env_names),
 ]
 
 
