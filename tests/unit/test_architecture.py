@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "graphile_py.extras",
         ],
     ),
-    ("runner", ["graphile_py.runner"]),
+    ("program assembly", ["graphile_py.runner", "graphile_py.settings"]),
     ("cli", ["graphile_py.cli", "graphile_py.__main__", "graphile_py"]),
 ]
 
@@ -64,7 +64,9 @@ def placement(module: str) -> Placement:
     best: tuple[int, int, str] | None = None
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if _is_within(module, prefix) and (best is None or len(prefix) > best[1]):
+            # The package itself (its __init__) is the top; it is no catch-all for the rest.
+            matches = module == prefix if prefix == "graphile_py" else _is_within(module, prefix)
+            if matches and (best is None or len(prefix) > best[1]):
                 best = (index, len(prefix), prefix)
     if best is None:
         raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in this test")
