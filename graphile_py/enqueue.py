@@ -19,10 +19,10 @@ from typing import Any, Unpack
 
 import psycopg
 
-from graphile_py.db.enqueue import EnqueueStatements, Plan, run_plan, run_plan_async
+from graphile_py.db.enqueue import EnqueueStatements, key_race_error, run_plan, run_plan_async
 from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.db.rows import Row
-from graphile_py.errors import DatabaseError, JobRejected
+from graphile_py.errors import JobRejected
 from graphile_py.jobs import (
     Job,
     JobOptions,
@@ -43,11 +43,6 @@ __all__ = [
 
 
 _SMALLINT = range(-32768, 32768)
-# add_job returns an all-NULL row when a job with the same key was locked between its
-# "retire locked jobs" step and its upsert (graphile-worker issue 580); trying again is
-# the documented answer, and the second try retires the now-locked job.
-_KEY_RACE_RETRIES = 3
-
 SyncTarget = psycopg.Connection[Any] | psycopg.Cursor[Any]
 AsyncTarget = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 
@@ -71,8 +66,10 @@ def add_job(
     Raises :class:`JobRejected` (or its subclasses) for a job the database would refuse,
     before anything is sent, and :class:`DatabaseError` for other database failures.
     """
+    params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    return run_plan(connection, _add_job(identifier, payload, schema, max_payload_bytes, options))
+    row = run_plan(connection, EnqueueStatements.for_schema(schema).add_job_plan(params))
+    return _added_job(row, identifier, options)
 
 
 async def add_job_async(
@@ -85,9 +82,10 @@ async def add_job_async(
     **options: Unpack[JobOptions],
 ) -> Job:
     """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor)."""
+    params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
-    plan = _add_job(identifier, payload, schema, max_payload_bytes, options)
-    return await run_plan_async(connection, plan)
+    plan = EnqueueStatements.for_schema(schema).add_job_plan(params)
+    return _added_job(await run_plan_async(connection, plan), identifier, options)
 
 
 def add_jobs(
@@ -106,9 +104,14 @@ def add_jobs(
     With ``job_key_preserve_run_at`` a spec whose key matches a pending job keeps that
     job's ``run_at`` (``job_key_mode`` is not available here, as in graphile-worker).
     """
+    if not specs:
+        return []
+    specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
-    plan = _add_jobs(specs, job_key_preserve_run_at, schema, max_payload_bytes)
-    return run_plan(connection, plan)
+    plan = EnqueueStatements.for_schema(schema).add_jobs_plan(
+        specs_json, payloads_json, job_key_preserve_run_at
+    )
+    return _jobs_for_specs(run_plan(connection, plan), specs)
 
 
 async def add_jobs_async(
@@ -120,30 +123,19 @@ async def add_jobs_async(
     max_payload_bytes: int | None = None,
 ) -> list[Job]:
     """:func:`add_jobs` for a ``psycopg.AsyncConnection`` (or async cursor)."""
+    if not specs:
+        return []
+    specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
     connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
-    plan = _add_jobs(specs, job_key_preserve_run_at, schema, max_payload_bytes)
-    return await run_plan_async(connection, plan)
+    plan = EnqueueStatements.for_schema(schema).add_jobs_plan(
+        specs_json, payloads_json, job_key_preserve_run_at
+    )
+    return _jobs_for_specs(await run_plan_async(connection, plan), specs)
 
 
-# The plans below are the whole of add_job and add_jobs, for both kinds of connection:
-# checks, parameters, retries and the reading of rows. Nothing runs before the first
-# step is asked for, and arguments are checked before the first statement is sent.
-
-
-def _add_job(
-    identifier: str,
-    payload: object,
-    schema: str,
-    max_payload_bytes: int | None,
-    options: JobOptions,
-) -> Plan[Job]:
-    params = _add_job_params(identifier, payload, options, max_payload_bytes)
-    statements = EnqueueStatements.for_schema(schema)
-    for _ in range(_KEY_RACE_RETRIES):
-        row = yield from statements.add_job_plan(params)
-        if row["id"] is not None:
-            return _added_job(row, identifier, options)
-    raise _key_race_error(options.get("job_key"))
+# Each variant above is the same three steps: check the arguments and build the
+# parameters (below: nothing is sent before they pass), run the plan of
+# graphile_py.db.enqueue on its kind of connection, and read the jobs from its result.
 
 
 def _added_job(row: Row, identifier: str, options: JobOptions) -> Job:
@@ -152,17 +144,6 @@ def _added_job(row: Row, identifier: str, options: JobOptions) -> Job:
     return Job.from_row(
         row, task_identifier=identifier, queue_name=options.get("queue_name") or None
     )
-
-
-def _add_jobs(
-    specs: Sequence[JobSpec], preserve_run_at: bool, schema: str, max_payload_bytes: int | None
-) -> Plan[list[Job]]:
-    if not specs:
-        return []
-    specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
-    statements = EnqueueStatements.for_schema(schema)
-    jobs = yield from statements.add_jobs_plan(specs_json, payloads_json, preserve_run_at)
-    return _jobs_for_specs(jobs, specs)
 
 
 def _add_job_params(
@@ -231,7 +212,7 @@ def _jobs_for_specs(jobs: Sequence[Job], specs: Sequence[JobSpec]) -> list[Job]:
     whatever order the database returned them in.
     """
     if any(job.id is None for job in jobs):
-        raise _key_race_error(next((spec.job_key for spec in specs if spec.job_key), None))
+        raise key_race_error(next((spec.job_key for spec in specs if spec.job_key), None))
     # Jobs grouped by what a spec can be matched on, each group in id order: linear time
     # for large batches (a scan per spec was quadratic).
     groups: dict[tuple[Any, Any, Any], deque[Job]] = {}
@@ -304,10 +285,3 @@ def _check_spec(spec: JobSpec) -> None:
         isinstance(flags, str | bytes) or not all(isinstance(flag, str) for flag in flags)  # type: ignore[attr-defined]
     ):
         raise JobRejected(f"flags must be a list of strings, not {flags!r}")
-
-
-def _key_race_error(job_key: str | None) -> DatabaseError:
-    return DatabaseError(
-        f"add_job returned no row for job key {job_key!r}: the job with that key kept being"
-        " locked by a worker while this job was added; try again"
-    )

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -26,22 +25,37 @@ from psycopg.types.string import TextLoader
 from graphile_py.db.rows import JOB_COLUMNS, Row, jobs_from_rows
 from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
+from graphile_py.errors import DatabaseError
 from graphile_py.jobs import Job
 
 __all__ = [
+    "KEY_RACE_RETRIES",
     "EnqueueStatements",
     "Plan",
     "Step",
     "enqueue_statements_for",
+    "key_race_error",
     "run_plan",
     "run_plan_async",
 ]
 
 T = TypeVar("T")
 
+# add_job returns an all-NULL row when a job with the same key was locked between its
+# "retire locked jobs" step and its upsert (graphile-worker issue 580); trying again is
+# the documented answer, and the second try retires the now-locked job.
+KEY_RACE_RETRIES = 3
 
-@dataclass(frozen=True, slots=True)
-class Step:
+
+def key_race_error(job_key: str | None) -> DatabaseError:
+    """The error for a job key whose job stayed locked through every try."""
+    return DatabaseError(
+        f"add_job returned no row for job key {job_key!r}: the job with that key kept being"
+        " locked by a worker while this job was added; try again"
+    )
+
+
+class Step(NamedTuple):
     """One statement of a plan, and how its result is read."""
 
     query: bytes
@@ -170,14 +184,22 @@ class EnqueueStatements(StatementSet):
         When ``unsafe_dedupe`` returns an existing job, its task and queue may not be
         those of the call, so the row is labelled with its own names from the database.
         """
-        row: Row | None = None
-        if params[5] is None:
-            row = yield Step(
-                self.add_job_unkeyed_sql, _unkeyed_params(params), "Adding a job", dict_rows=True
-            )
-        if row is None:
-            row = yield Step(self.add_job_sql, params, "Adding a job", dict_rows=True)
-        assert row is not None
+        for _ in range(KEY_RACE_RETRIES):
+            row: Row | None = None
+            if params[5] is None:
+                row = yield Step(
+                    self.add_job_unkeyed_sql,
+                    _unkeyed_params(params),
+                    "Adding a job",
+                    dict_rows=True,
+                )
+            if row is None:
+                row = yield Step(self.add_job_sql, params, "Adding a job", dict_rows=True)
+            assert row is not None
+            if row["id"] is not None:
+                break
+        else:
+            raise key_race_error(params[5])
         if _deduplicated(row, params):
             names = yield Step(self.names_for_ids_sql, _ids_to_name(row), "Adding a job")
             _named(row, names)
