@@ -18,7 +18,7 @@ from graphile_py.admin.inspector import (
     StateCounts,
     TaskStatus,
 )
-from graphile_py.admin.utils import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
+from graphile_py.admin.worker_utils import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
 from graphile_py.db.migrate import MigrationReport, latest_known_migration, migrate
 from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
 from graphile_py.errors import (

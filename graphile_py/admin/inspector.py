@@ -30,7 +30,7 @@ from graphile_py.admin.records import (
     StateCounts,
     TaskStatus,
 )
-from graphile_py.admin.utils import LockHolder, WorkerUtils
+from graphile_py.admin.worker_utils import LockHolder, WorkerUtils
 from graphile_py.db.health import schema_version
 from graphile_py.db.inspection import inspection_statements_for
 from graphile_py.db.migrate import latest_known_migration
@@ -206,10 +206,10 @@ class Inspector:
         ids = _ids(job_ids)
         if not ids:
             return []
-        # "Now" is the database's clock, as the workers' claims compare run_at with it.
+        # One statement, run_at => now(): the database's clock, which the claims compare
+        # run_at with. (WorkerUtils has no retry: graphile-worker's has none either.)
         with self.utils.connection() as conn:
-            now = self._sql.now(conn)
-        return _by_id(self.utils.reschedule_jobs(ids, run_at=now, attempts=0))
+            return [_job(row) for row in self._sql.retry(conn, ids)]
 
     def retry_failed(self, *, task: str | None = None, queue: str | None = None) -> list[Job]:
         """Retry every permanently failed job (of ``task`` / ``queue`` if given).

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from graphile_py.admin.utils import LockHolder
+from graphile_py.admin.worker_utils import LockHolder
 from graphile_py.jobs import Job
 
 __all__ = [

@@ -26,7 +26,7 @@ from graphile_py.admin.records import (
     StateCounts,
     TaskStatus,
 )
-from graphile_py.admin.utils import LockHolder
+from graphile_py.admin.worker_utils import LockHolder
 from graphile_py.jobs import Job
 
 __all__ = [

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from graphile_py.admin.utils import CLEANUP_TASKS, WorkerUtils
 from graphile_py.admin.views import PoolOut
+from graphile_py.admin.worker_utils import CLEANUP_TASKS, WorkerUtils
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
 from graphile_py.jobs import JOB_KEY_MODES
@@ -25,7 +25,7 @@ __all__ = ["add_job_command", "cleanup", "unlock"]
 def _utils(settings: Settings) -> Iterator[WorkerUtils]:
     with failures(), database(settings) as conninfo:
         utils = WorkerUtils(
-            conninfo, schema=settings.worker_schema, use_node_time=settings.use_node_time
+            conninfo, schema=settings.worker.schema, use_node_time=settings.worker.use_node_time
         )
         with utils:
             yield utils

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from graphile_py.admin.inspector import Inspector
-from graphile_py.admin.utils import WorkerUtils
+from graphile_py.admin.worker_utils import WorkerUtils
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
 
@@ -110,7 +110,7 @@ def dashboard(
         failures(),
         database(settings) as conninfo,
         WorkerUtils(
-            conninfo, schema=settings.worker_schema, max_pool_size=8, run_migrations=False
+            conninfo, schema=settings.worker.schema, max_pool_size=8, run_migrations=False
         ) as utils,
     ):
         inspector = Inspector(utils)

@@ -23,8 +23,8 @@ import click
 
 from graphile_py.admin.inspector import Inspector
 from graphile_py.admin.records import MAX_LIST_LIMIT, JobFilter, JobState
-from graphile_py.admin.utils import WorkerUtils
 from graphile_py.admin.views import CronOut, JobDetailOut, QueueOut, StatsOut
+from graphile_py.admin.worker_utils import WorkerUtils
 from graphile_py.cli import tables
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
@@ -57,9 +57,9 @@ def _inspector(
         database(settings) as conninfo,
         WorkerUtils(
             conninfo,
-            schema=settings.worker_schema,
+            schema=settings.worker.schema,
             run_migrations=False,
-            use_node_time=settings.use_node_time,
+            use_node_time=settings.worker.use_node_time,
         ) as utils,
     ):
         inspector = Inspector(utils)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from graphile_py.db.rows import Row
+from graphile_py.db.rows import Row, labelled_jobs
 from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 
@@ -24,15 +24,17 @@ __all__ = ["AdminStatements"]
 class AdminStatements(StatementSet):
     """Admin actions on jobs and workers, clean-up, and who holds locks."""
 
-    complete_jobs_sql = Statement("select * from {schema}.complete_jobs(%s::bigint[])")
+    complete_jobs_sql = Statement(labelled_jobs("{schema}.complete_jobs(%s::bigint[])"))
     permanently_fail_jobs_sql = Statement(
-        "select * from {schema}.permanently_fail_jobs(%s::bigint[], %s::text)"
+        labelled_jobs("{schema}.permanently_fail_jobs(%s::bigint[], %s::text)")
     )
     reschedule_jobs_sql = Statement(
-        "select * from {schema}.reschedule_jobs(%s::bigint[], run_at => %s::timestamptz,"
-        " priority => %s::int, attempts => %s::int, max_attempts => %s::int)"
+        labelled_jobs(
+            "{schema}.reschedule_jobs(%s::bigint[], run_at => %s::timestamptz,"
+            " priority => %s::int, attempts => %s::int, max_attempts => %s::int)"
+        )
     )
-    remove_job_sql = Statement("select * from {schema}.remove_job(%s::text)")
+    remove_job_sql = Statement(labelled_jobs("{schema}.remove_job(%s::text)"))
     force_unlock_workers_sql = Statement("select {schema}.force_unlock_workers(%s::text[])")
     delete_permafailed_sql = Statement(
         "delete from {schema}._private_jobs where attempts = max_attempts and locked_at is null"
@@ -64,7 +66,7 @@ class AdminStatements(StatementSet):
     ) -> list[Row]:
         with map_db_errors(action), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query, params)
-            return [row for row in cur.fetchall() if row.get("id") is not None]
+            return cur.fetchall()
 
     def admin_complete_jobs(self, conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[Row]:
         """Delete the listed jobs unless a live worker holds them."""

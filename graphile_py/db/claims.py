@@ -37,9 +37,6 @@ class ClaimStatements(StatementSet):
     task_ids_sql = Statement(
         "select id, identifier from {schema}._private_tasks where identifier = any(%s::text[])"
     )
-    task_identifiers_sql = Statement(
-        "select id, identifier from {schema}._private_tasks where id = any(%s::int[])"
-    )
     queue_names_sql = Statement(
         "select id, queue_name from {schema}._private_job_queues where id = any(%s::int[])"
     )
@@ -123,14 +120,6 @@ class ClaimStatements(StatementSet):
         with map_db_errors("Registering tasks"):
             conn.execute(self.register_tasks_sql, (names,))
             rows = conn.execute(self.task_ids_sql, (names,)).fetchall()
-        return {int(task_id): str(identifier) for task_id, identifier in rows}
-
-    def lookup_task_identifiers(
-        self, conn: psycopg.Connection[Any], ids: Sequence[int]
-    ) -> dict[int, str]:
-        """``{task_id: identifier}`` for the given ids."""
-        with map_db_errors("Looking up task identifiers"):
-            rows = conn.execute(self.task_identifiers_sql, (list(ids),)).fetchall()
         return {int(task_id): str(identifier) for task_id, identifier in rows}
 
     def lookup_queue_names(

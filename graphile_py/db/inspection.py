@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from graphile_py.db.admin import AdminStatements
-from graphile_py.db.rows import Row
+from graphile_py.db.rows import Row, labelled_jobs
 from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 
@@ -46,14 +46,8 @@ _LABELLED = (
 
 
 def _named_result(call: str) -> str:
-    """The rows the admin function ``call`` returns, labelled with task and queue names."""
-    return (
-        "select jobs.*, tasks.identifier as task_identifier, queues.queue_name from "
-        + call
-        + " as jobs left join {schema}._private_tasks as tasks on tasks.id = jobs.task_id"
-        " left join {schema}._private_job_queues as queues on queues.id = jobs.job_queue_id"
-        " where jobs.id is not null order by jobs.id"
-    )
+    """The rows the admin function ``call`` returns, labelled, in id order."""
+    return labelled_jobs(call) + " order by jobs.id"
 
 
 def inspection_statements_for(schema: str) -> InspectionStatements:
@@ -122,10 +116,6 @@ class InspectionStatements(StatementSet):
             " and (%(queue)s::text is null or labelled.queue_name = %(queue)s::text)"
             " order by labelled.id), run_at => now(), attempts => 0)"
         )
-    )
-    remove_sql = Statement(_named_result("{schema}.complete_jobs(%s::bigint[])"))
-    reschedule_sql = Statement(
-        _named_result("{schema}.reschedule_jobs(%s::bigint[], run_at => %s::timestamptz)")
     )
 
     # -- reads -----------------------------------------------------------------------------
@@ -202,16 +192,6 @@ class InspectionStatements(StatementSet):
         """:meth:`retry` every permanently failed job (of ``task`` / ``queue``)."""
         params = {"task": task, "queue": queue}
         return self._rows(conn, "Retrying failed jobs", self.retry_failed_sql, params)
-
-    def remove(self, conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[Row]:
-        """Delete the unlocked jobs among ``ids``; return the deleted rows."""
-        return self._rows(conn, "Removing jobs", self.remove_sql, (list(ids),))
-
-    def reschedule(
-        self, conn: psycopg.Connection[Any], ids: Sequence[int], run_at: datetime
-    ) -> list[Row]:
-        """Set run_at on the unlocked jobs among ``ids``."""
-        return self._rows(conn, "Rescheduling jobs", self.reschedule_sql, (list(ids), run_at))
 
     @staticmethod
     def _rows(conn: psycopg.Connection[Any], action: str, query: bytes, params: Any) -> list[Row]:

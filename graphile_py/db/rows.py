@@ -12,7 +12,7 @@ from typing import Any
 
 from graphile_py.jobs import Job
 
-__all__ = ["JOB_COLUMNS", "Row", "int_array", "jobs_from_rows"]
+__all__ = ["JOB_COLUMNS", "Row", "int_array", "jobs_from_rows", "labelled_jobs"]
 
 #: A row fetched with psycopg's ``dict_row``.
 Row = dict[str, Any]
@@ -54,6 +54,22 @@ def jobs_from_rows(
         Job(row[0], task_names.get(row[3], ""), row[1], queues.get(row[2]), *row[2:])
         for row in rows
     ]
+
+
+def labelled_jobs(call: str) -> str:
+    """The job rows that the schema function ``call`` returns, with task and queue names.
+
+    Joined in the same statement, so an admin action is one round trip and its jobs carry
+    ``task_identifier`` and ``queue_name`` like the claim's. The functions return a row of
+    nulls when nothing matched (``remove_job``), which the filter drops.
+    """
+    return (
+        "select jobs.*, tasks.identifier as task_identifier, queues.queue_name from "
+        + call
+        + " as jobs left join {schema}._private_tasks as tasks on tasks.id = jobs.task_id"
+        " left join {schema}._private_job_queues as queues on queues.id = jobs.job_queue_id"
+        " where jobs.id is not null"
+    )
 
 
 def int_array(values: Sequence[int]) -> str:

@@ -39,7 +39,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graphile_py.admin.inspector import Inspector
-from graphile_py.admin.utils import WorkerUtils
+from graphile_py.admin.worker_utils import WorkerUtils
 from graphile_py.errors import (
     ConfigurationError,
     ConnectError,

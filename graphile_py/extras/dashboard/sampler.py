@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from graphile_py.admin.utils import WorkerUtils
+from graphile_py.admin.worker_utils import WorkerUtils
 from graphile_py.db.dashboard import RawSample, dashboard_statements_for
 from graphile_py.errors import GraphileError
 

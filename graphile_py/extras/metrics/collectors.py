@@ -259,7 +259,7 @@ class QueueSampler:
 
     def _run(self) -> None:
         from graphile_py.admin.inspector import Inspector
-        from graphile_py.admin.utils import WorkerUtils
+        from graphile_py.admin.worker_utils import WorkerUtils
         from graphile_py.errors import GraphileError
 
         utils: WorkerUtils | None = None

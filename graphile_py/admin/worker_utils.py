@@ -141,13 +141,13 @@ class WorkerUtils:
     def complete_jobs(self, job_ids: Iterable[int]) -> list[Job]:
         """Delete the listed jobs as if they had succeeded; running ones are skipped."""
         with self.connection() as conn:
-            return self._jobs(conn, self._statements.admin_complete_jobs(conn, list(job_ids)))
+            return self._jobs(self._statements.admin_complete_jobs(conn, list(job_ids)))
 
     def permanently_fail_jobs(self, job_ids: Iterable[int], reason: str | None = None) -> list[Job]:
         """Mark the listed jobs as failed for good; running ones are skipped."""
         with self.connection() as conn:
             rows = self._statements.admin_permanently_fail_jobs(conn, list(job_ids), reason or None)
-            return self._jobs(conn, rows)
+            return self._jobs(rows)
 
     def reschedule_jobs(
         self,
@@ -168,13 +168,13 @@ class WorkerUtils:
                 attempts=attempts,
                 max_attempts=max_attempts,
             )
-            return self._jobs(conn, rows)
+            return self._jobs(rows)
 
     def remove_job(self, job_key: str) -> Job | None:
         """Delete the pending job with this key; a running one is only prevented from retrying."""
         with self.connection() as conn:
             row = self._statements.admin_remove_job(conn, job_key)
-            return self._jobs(conn, [row])[0] if row else None
+            return self._jobs([row])[0] if row else None
 
     def lock_holders(self) -> list[LockHolder]:
         """Every pool that holds job or queue locks, oldest first.
@@ -216,18 +216,7 @@ class WorkerUtils:
                 task_identifiers_to_keep=list(task_identifiers_to_keep),
             )
 
-    def _jobs(self, conn: psycopg.Connection[Any], rows: Sequence[Row]) -> list[Job]:
-        """Jobs from the rows the schema's functions return, with task and queue names."""
-        task_names = self._statements.lookup_task_identifiers(
-            conn, sorted({row["task_id"] for row in rows})
-        )
-        queue_ids = sorted({row["job_queue_id"] for row in rows} - {None})
-        queue_names = self._statements.lookup_queue_names(conn, queue_ids) if queue_ids else {}
-        return [
-            Job.from_row(
-                row,
-                task_identifier=task_names.get(row["task_id"], ""),
-                queue_name=queue_names.get(row["job_queue_id"]),
-            )
-            for row in rows
-        ]
+    @staticmethod
+    def _jobs(rows: Sequence[Row]) -> list[Job]:
+        """Jobs from the labelled rows the actions return (task and queue names joined in)."""
+        return [Job.from_row(row) for row in rows]
