@@ -1,6 +1,6 @@
 """The operator API, shared by the command line and the dashboard.
 
-``utils``: :class:`WorkerUtils`, graphile-worker's helpers and every action on jobs;
+``worker_utils``: :class:`WorkerUtils`, graphile-worker's helpers and every action on jobs;
 ``inspector``: :class:`Inspector`, the read-only views of the queue (and the operators'
 actions, which are WorkerUtils's); ``records``: what the Inspector returns; ``views``:
 the JSON shapes of those records, printed by ``--json`` and answered by the dashboard.
