@@ -72,7 +72,7 @@ def run_worker(
     with map_db_errors("Connecting to the database"):
         conn = psycopg.connect(conninfo, autocommit=True)
     with conn:
-        migrate(conn, schema=options.schema)
+        migrate(conn, schema=options.schema, side_schema=options.side_schema)
     pool = WorkerPool(tasks, conninfo=conninfo, options=options, once=once)
     server: MetricsServer | None = None
     if metrics is not None and metrics_port is not None:

@@ -32,7 +32,7 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The settings every command takes (with ``--config``).
-CONNECTION_SETTINGS = ("database_url", "worker_schema", "embedded")
+CONNECTION_SETTINGS = ("database_url", "worker_schema", "side_schema", "embedded")
 #: The settings given before the command: ``graphile-py --log-level debug worker``.
 GROUP_SETTINGS = ("log_level", "log_format")
 

@@ -33,15 +33,21 @@ __all__ = ["migrate", "worker"]
 @connection_options
 @click.pass_context
 def migrate(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
-    """Install or upgrade the job queue schema, then exit."""
+    """Install or upgrade the job queue schema and graphile-py's side schema, then exit."""
     settings = settings_from(ctx, config_file, flags)
     with failures(), database(settings) as conninfo:
         with map_db_errors("Connecting to the database"):
             conn = psycopg.connect(conninfo, autocommit=True)
         with conn:
-            report = run_migrations(conn, schema=settings.worker.schema)
+            report = run_migrations(
+                conn, schema=settings.worker.schema, side_schema=settings.worker.side_schema
+            )
     applied = ", ".join(map(str, report.applied)) or "none needed"
     click.echo(f"Schema {settings.worker.schema!r} is up to date (migrations applied: {applied}).")
+    side_applied = ", ".join(map(str, report.side_applied)) or "none needed"
+    click.echo(
+        f"Side schema {report.side_schema!r} is up to date (migrations applied: {side_applied})."
+    )
 
 
 #: The worker's own flags: every setting that is not a connection or a group option.

@@ -1,9 +1,13 @@
-"""Bring a worker schema up to date, exactly as graphile-worker 0.18.0 does (spec 2.2-2.4).
+"""Bring a worker schema up to date, exactly as graphile-worker 0.18.0 does (spec 2.2-2.4),
+and its side schema (:mod:`graphile_py.db.side_schema`) with the same discipline.
 
-The ``migrations`` table is state shared with Node workers. Concurrency safety comes from
-its primary key alone: each migration runs in its own transaction that inserts the
-migration's row *first*, so a second migrator blocks on that row and then gets a unique
-violation, which means "someone else did it". There are no advisory locks.
+Each schema has a ``migrations`` table; the worker schema's is state shared with Node
+workers. Concurrency safety comes from its primary key alone: each migration runs in its
+own transaction that inserts the migration's row *first*, so a second migrator blocks on
+that row and then gets a unique violation, which means "someone else did it". There are
+no advisory locks. Both schemas go through the same steps (:class:`_Track` says which
+migrations, where, and how to word the version guard); only the worker schema's
+migrations are announced on ``worker:migrate``, which Node listens to.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import psycopg
 
 from graphile_py.db.migrations import DEFAULT_SCHEMA, Migration, load_migrations
 from graphile_py.db.migrations_table import MIGRATION_ROW_INSERTED, MigrationStatements
+from graphile_py.db.side_migrations import load_side_migrations
+from graphile_py.db.side_schema import side_schema_for
 from graphile_py.db.translate import translate_error
 from graphile_py.errors import (
     ConfigurationError,
@@ -52,8 +58,45 @@ class MigrationReport:
     applied: tuple[int, ...] = ()
     #: Migrations another process ran while this call was trying to.
     skipped: tuple[int, ...] = ()
-    #: Non-fatal findings, such as a newer non-breaking schema.
+    #: Non-fatal findings, such as a newer non-breaking schema (worker's, then side's).
     warnings: tuple[str, ...] = field(default=())
+    #: The side schema installed or upgraded beside the worker schema.
+    side_schema: str | None = None
+    #: The highest side-schema migration recorded before this call.
+    side_previous: int | None = None
+    #: The side-schema migrations this call ran, in order.
+    side_applied: tuple[int, ...] = ()
+    #: Side-schema migrations another process ran while this call was trying to.
+    side_skipped: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Track:
+    """One schema's numbered migrations: where they go and how they are rendered."""
+
+    schema: str
+    migrations: tuple[Migration, ...]
+    #: For the side schema: the worker schema it sits beside (None for the worker's own).
+    worker_schema: str | None = None
+
+    @property
+    def is_side(self) -> bool:
+        return self.worker_schema is not None
+
+    def render(self, migration: Migration) -> str:
+        if self.worker_schema is None:
+            return migration.render(self.schema)
+        return migration.render(self.worker_schema, side_schema=self.schema)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What migrating one track found and did."""
+
+    previous: int | None
+    applied: tuple[int, ...]
+    skipped: tuple[int, ...]
+    warnings: tuple[str, ...]
 
 
 def latest_known_migration() -> int:
@@ -66,37 +109,61 @@ def migrate(
     *,
     schema: str = DEFAULT_SCHEMA,
     target: int | None = None,
+    side_schema: str | None = None,
 ) -> MigrationReport:
-    """Install or upgrade the worker schema on ``conn``.
+    """Install or upgrade the worker schema on ``conn``, then its side schema.
 
     ``conn`` must not be inside a transaction; each migration gets its own. ``target``
-    stops after that migration number (for tests of intermediate schemas).
+    stops the worker schema after that migration number (for tests of intermediate
+    schemas). ``side_schema`` names graphile-py's own schema; by default it derives from
+    ``schema`` (see :func:`graphile_py.db.side_schema.side_schema_for`).
 
-    Raises :class:`IncompatibleSchema` when the database has a breaking migration newer
+    Raises :class:`IncompatibleSchema` when either schema has a breaking migration newer
     than this worker knows (the CLI exits with status 57), :class:`UnsupportedPostgresVersion`
-    below PostgreSQL 12, and :class:`MigrationError` when a script fails.
+    below PostgreSQL 12, :class:`MigrationError` when a script fails, and
+    :class:`ConfigurationError` for a side schema that is the worker schema.
     """
-    known = load_migrations()
-    wanted = [m for m in known if target is None or m.number <= target]
-    statements = MigrationStatements.for_schema(schema)
+    side = side_schema_for(schema, side_schema)
+    worker_track = _Track(schema, load_migrations())
+    side_track = _Track(side, load_side_migrations(), worker_schema=schema)
     with _autocommit(conn):
-        server_version, latest, latest_breaking = _probe_or_install(conn, schema, known)
-        _check_server_version(server_version)
-        applied: list[int] = []
-        skipped: list[int] = []
-        for migration in wanted:
-            if latest is not None and migration.number <= latest:
-                continue
-            if _run_migration(conn, schema, migration, statements):
-                applied.append(migration.number)
-            else:
-                skipped.append(migration.number)
-        if applied:
-            logger.info("Migrations complete")
-    warnings = _version_guard(latest, latest_breaking, known[-1].number)
+        worker = _migrate_track(conn, worker_track, target)
+        # The side schema is checked only once the worker schema is known to be usable.
+        side_outcome = _migrate_track(conn, side_track, None)
     return MigrationReport(
-        previous=latest, applied=tuple(applied), skipped=tuple(skipped), warnings=warnings
+        previous=worker.previous,
+        applied=worker.applied,
+        skipped=worker.skipped,
+        warnings=worker.warnings + side_outcome.warnings,
+        side_schema=side,
+        side_previous=side_outcome.previous,
+        side_applied=side_outcome.applied,
+        side_skipped=side_outcome.skipped,
     )
+
+
+def _migrate_track(conn: psycopg.Connection[Any], track: _Track, target: int | None) -> _Outcome:
+    known = track.migrations
+    wanted = [m for m in known if target is None or m.number <= target]
+    statements = MigrationStatements.for_schema(track.schema)
+    server_version, latest, latest_breaking = _probe_or_install(conn, statements, known)
+    _check_server_version(server_version)
+    applied: list[int] = []
+    skipped: list[int] = []
+    for migration in wanted:
+        if latest is not None and migration.number <= latest:
+            continue
+        if _run_migration(conn, track, migration, statements):
+            applied.append(migration.number)
+        else:
+            skipped.append(migration.number)
+    if applied:
+        if track.is_side:
+            logger.info("Side schema %r migrations complete", track.schema)
+        else:
+            logger.info("Migrations complete")
+    warnings = _version_guard(track, latest, latest_breaking, known[-1].number)
+    return _Outcome(latest, tuple(applied), tuple(skipped), warnings)
 
 
 @contextmanager
@@ -116,9 +183,8 @@ def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
 
 
 def _probe_or_install(
-    conn: psycopg.Connection[Any], schema: str, known: tuple[Migration, ...]
+    conn: psycopg.Connection[Any], statements: MigrationStatements, known: tuple[Migration, ...]
 ) -> tuple[int, int | None, int | None]:
-    statements = MigrationStatements.for_schema(schema)
     for attempt in (1, 2):
         try:
             return statements.probe_migrations(conn)
@@ -161,24 +227,27 @@ def _check_server_version(version: int) -> None:
 
 def _run_migration(
     conn: psycopg.Connection[Any],
-    schema: str,
+    track: _Track,
     migration: Migration,
     statements: MigrationStatements,
 ) -> bool:
     kind = "breaking" if migration.breaking else "backwards-compatible"
-    logger.info("Running %s migration %s", kind, migration.name)
+    name = f"{migration.name} of the side schema" if track.is_side else migration.name
+    logger.info("Running %s migration %s", kind, name)
     try:
         statements.record_and_apply_migration(
-            conn, migration.number, migration.breaking, migration.render(schema)
+            conn,
+            migration.number,
+            migration.breaking,
+            track.render(migration),
+            announce=not track.is_side,
         )
     except psycopg.Error as exc:
         row_inserted = MIGRATION_ROW_INSERTED in getattr(exc, "__notes__", ())
         if not row_inserted and exc.sqlstate in _CLASH_CODES:
-            logger.debug(
-                "Some other worker has performed migration %s; continuing.", migration.name
-            )
+            logger.debug("Some other worker has performed migration %s; continuing.", name)
             return False
-        if exc.sqlstate == "22012" and migration.number == 11:
+        if exc.sqlstate == "22012" and migration.number == 11 and not track.is_side:
             raise LockedJobsBlockMigration(
                 "There are locked jobs present; migration 11 cannot complete. Please ensure"
                 " all workers are shut down cleanly and all locked jobs and queues are"
@@ -186,7 +255,7 @@ def _run_migration(
                 " downtime, please consider using graphile-worker 0.13.0 to drain the queue.",
                 sqlstate=exc.sqlstate,
             ) from exc
-        raise _migration_error(exc, f"Migration {migration.name}") from exc
+        raise _migration_error(exc, f"Migration {name}") from exc
     return True
 
 
@@ -198,9 +267,11 @@ def _migration_error(exc: psycopg.Error, action: str) -> Exception:
 
 
 def _version_guard(
-    latest: int | None, latest_breaking: int | None, highest_known: int
+    track: _Track, latest: int | None, latest_breaking: int | None, highest_known: int
 ) -> tuple[str, ...]:
     # As in graphile-worker, the values checked are those read before migrating.
+    if track.is_side:
+        return _side_version_guard(track.schema, latest, latest_breaking, highest_known)
     if latest_breaking is not None and highest_known < latest_breaking:
         raise IncompatibleSchema(
             f"Database is using Graphile Worker schema revision {latest} which includes"
@@ -213,6 +284,28 @@ def _version_guard(
             f"Database is using Graphile Worker schema revision {latest}, but the currently"
             f" running worker only supports up to revision {highest_known} which may or may"
             " not be compatible; continuing. Make sure every Graphile Worker and graphile-py"
+            " process sharing this database is of a compatible version."
+        )
+        logger.warning(message)
+        return (message,)
+    return ()
+
+
+def _side_version_guard(
+    schema: str, latest: int | None, latest_breaking: int | None, highest_known: int
+) -> tuple[str, ...]:
+    if latest_breaking is not None and highest_known < latest_breaking:
+        raise IncompatibleSchema(
+            f"Database has graphile-py's side schema {schema!r} at revision {latest}, which"
+            f" includes breaking migration {latest_breaking}, but the currently running"
+            f" graphile-py only supports up to revision {highest_known}. It would be unsafe"
+            " to continue; please upgrade graphile-py."
+        )
+    if latest is not None and highest_known < latest:
+        message = (
+            f"Database has graphile-py's side schema {schema!r} at revision {latest}, but the"
+            f" currently running graphile-py only supports up to revision {highest_known}"
+            " which may or may not be compatible; continuing. Make sure every graphile-py"
             " process sharing this database is of a compatible version."
         )
         logger.warning(message)

@@ -1,7 +1,8 @@
-"""The statements on the ``migrations`` table that :mod:`graphile_py.db.migrate` runs.
+"""The statements on a ``migrations`` table that :mod:`graphile_py.db.migrate` runs.
 
-They raise psycopg's own errors: whether one means "not installed yet" or "someone else
-ran this migration" is for the migrator to decide, from its SQLSTATE.
+The worker schema and the side schema each have one, of the same shape, so one set
+serves both. They raise psycopg's own errors: whether one means "not installed yet" or
+"someone else ran this migration" is for the migrator to decide, from its SQLSTATE.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ MIGRATION_ROW_INSERTED = "graphile-py: migration row was inserted"
 
 
 class MigrationStatements(StatementSet):
-    """Probe, bootstrap and record migrations in one worker schema."""
+    """Probe, bootstrap and record migrations in one schema (worker or side)."""
 
     probe_sql = Statement(
         "select current_setting('server_version_num')::int as server_version_num,"
@@ -62,28 +63,37 @@ class MigrationStatements(StatementSet):
             conn.execute(self.mark_breaking_sql, (list(breaking_numbers),))
 
     def record_and_apply_migration(
-        self, conn: psycopg.Connection[Any], number: int, breaking: bool, script: str
+        self,
+        conn: psycopg.Connection[Any],
+        number: int,
+        breaking: bool,
+        script: str,
+        *,
+        announce: bool = True,
     ) -> None:
         """In one transaction: claim the migration's row, run the script, announce it.
 
         The row goes in first so that a concurrent migrator blocks on it and then fails
-        with a unique violation instead of running the script twice. Raises raw psycopg
-        errors; a :data:`MIGRATION_ROW_INSERTED` note on the error tells whether the claim
-        succeeded.
+        with a unique violation instead of running the script twice. ``announce`` sends
+        ``worker:migrate``, which Node workers listen to: only the worker schema's
+        migrations are theirs to hear of. Raises raw psycopg errors; a
+        :data:`MIGRATION_ROW_INSERTED` note on the error tells whether the claim succeeded.
         """
         with conn.transaction():
             conn.execute(self.insert_migration_sql, (number, breaking))
             try:
                 # No parameters: psycopg sends the multi-statement script as a simple query.
                 conn.execute(script.encode("utf-8"))
-                conn.execute(
-                    b"select pg_notify('worker:migrate', %s)",
-                    (
-                        json.dumps(
-                            {"migrationNumber": number, "breaking": breaking}, separators=(",", ":")
+                if announce:
+                    conn.execute(
+                        b"select pg_notify('worker:migrate', %s)",
+                        (
+                            json.dumps(
+                                {"migrationNumber": number, "breaking": breaking},
+                                separators=(",", ":"),
+                            ),
                         ),
-                    ),
-                )
+                    )
             except psycopg.Error as exc:
                 exc.add_note(MIGRATION_ROW_INSERTED)
                 raise

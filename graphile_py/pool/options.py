@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from graphile_py.db.migrations import DEFAULT_SCHEMA, check_identifier
+from graphile_py.db.side_schema import side_schema_for
 from graphile_py.errors import ConfigurationError
 from graphile_py.events import WorkerEvents
 from graphile_py.pool.declaration import check_declared, declared, setting
@@ -40,6 +41,13 @@ class WorkerOptions:
         short="-s",
         env=("GRAPHILE_WORKER_SCHEMA",),
         metavar="NAME",
+    )
+    side_schema: str | None = setting(
+        None,
+        help="The schema of graphile-py's own tables (pool registry, job history), which"
+        " Node never sees; derived from the worker schema unless given",
+        metavar="NAME",
+        default_help="derived",
     )
     concurrency: int = setting(
         1, help="Jobs to run at once (one worker thread each)", minimum=1, name="jobs", short="-j"
@@ -141,10 +149,41 @@ class WorkerOptions:
         help="How long a task past its time limit may still run before it is failed",
         minimum=0,
     )
+    heartbeat_interval: float = setting(
+        5.0,
+        help="How often this pool records in the side schema that it is alive",
+        above=0,
+        finite=True,
+    )
+    heartbeat_timeout: float = setting(
+        20.0,
+        help="A pool whose heartbeat is older than this is declared lost and its jobs run"
+        " again elsewhere; at least twice heartbeat_interval",
+        above=0,
+        finite=True,
+    )
+    history: bool = setting(
+        False,
+        help="Record every attempt this pool runs (outcome, error, timing) in the side"
+        " schema's job history",
+    )
+    history_retention: float = setting(
+        604800.0,
+        help="Delete job history older than this (default 7 days)",
+        above=0,
+        finite=True,
+    )
+    history_payload_limit: int = setting(
+        8192,
+        help="Keep a job's payload in its history only up to this many bytes (0: never)",
+        minimum=0,
+        metavar="BYTES",
+    )
 
     def __post_init__(self) -> None:
         check_identifier(self.schema)
         check_declared(self, _DECLARED)
+        side_schema_for(self.schema, self.side_schema)  # refuses a bad or clashing name
         if self.worker_id is not None and self.concurrency > 1:
             raise ConfigurationError(
                 "You must not set worker_id when concurrency > 1; each worker must have a"
@@ -156,6 +195,17 @@ class WorkerOptions:
                 f"Invalid values for min_reset_locked_interval ({low})/max_reset_locked_interval"
                 f" ({high}): both must be positive and min <= max"
             )
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval:
+            raise ConfigurationError(
+                f"heartbeat_timeout ({self.heartbeat_timeout:g}) must be at least twice"
+                f" heartbeat_interval ({self.heartbeat_interval:g}), so that one late"
+                " heartbeat does not get a live pool declared lost"
+            )
+
+    @property
+    def resolved_side_schema(self) -> str:
+        """The side schema's name: ``side_schema``, or the one derived from ``schema``."""
+        return side_schema_for(self.schema, self.side_schema)
 
     @property
     def batched_fetch(self) -> bool:

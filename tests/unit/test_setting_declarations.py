@@ -50,7 +50,7 @@ def other_value(known: KnownSetting) -> Any:
         return (default if default is not None else (spec.minimum or 0)) + 2
     if base is float:
         return (default if default is not None else 0.0) + 1.5
-    return "other_value"
+    return f"other_{known.key}"
 
 
 def as_text(value: Any) -> str:

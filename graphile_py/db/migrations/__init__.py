@@ -3,7 +3,9 @@
 Each ``NNNNNN.sql`` file in this package has exactly the effect of the graphile-worker
 0.18.0 migration of the same number, so that Node and Python workers can share one
 schema. A file whose text starts with ``--! breaking`` is a breaking migration. The
-token ``:GRAPHILE_WORKER_SCHEMA`` stands for the quoted worker schema identifier.
+token ``:GRAPHILE_WORKER_SCHEMA`` stands for the quoted worker schema identifier, and
+``:GRAPHILE_PY_SCHEMA`` for the side schema's (used by
+:mod:`graphile_py.db.side_migrations`, which loads its files with :func:`load_numbered`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "Migration",
     "check_identifier",
     "load_migrations",
+    "load_numbered",
     "quote_identifier",
     "render_schema",
 ]
@@ -33,6 +36,7 @@ DEFAULT_SCHEMA = "graphile_worker"
 MAX_IDENTIFIER_BYTES = 63
 
 _PLACEHOLDER = re.compile(r":GRAPHILE_WORKER_SCHEMA\b")
+_SIDE_PLACEHOLDER = re.compile(r":GRAPHILE_PY_SCHEMA\b")
 _FILE_NAME = re.compile(r"^(\d{6})\.sql$")
 _BREAKING_PREFIX = "--! breaking"
 
@@ -50,9 +54,19 @@ class Migration:
         """True if older workers must not run against a schema with this migration."""
         return self.text.startswith(_BREAKING_PREFIX)
 
-    def render(self, schema: str) -> str:
-        """The script with every schema placeholder replaced by the quoted ``schema``."""
-        return render_schema(self.text, schema)
+    def render(self, schema: str, side_schema: str | None = None) -> str:
+        """The script with every schema placeholder replaced by the quoted names.
+
+        ``side_schema`` replaces ``:GRAPHILE_PY_SCHEMA``; a script that uses it cannot be
+        rendered without one.
+        """
+        text = render_schema(self.text, schema)
+        if side_schema is not None:
+            quoted = quote_identifier(side_schema)
+            return _SIDE_PLACEHOLDER.sub(lambda _match: quoted, text)
+        if _SIDE_PLACEHOLDER.search(text):
+            raise ConfigurationError(f"migration {self.name} needs the side schema's name")
+        return text
 
 
 def check_identifier(name: str) -> None:
@@ -84,11 +98,16 @@ def render_schema(text: str, schema: str) -> str:
     return _PLACEHOLDER.sub(lambda _match: quoted, text)
 
 
-@cache
 def load_migrations() -> tuple[Migration, ...]:
-    """Every shipped migration, in ascending order of number."""
+    """Every shipped migration of the worker schema, in ascending order of number."""
+    return load_numbered(__name__)
+
+
+@cache
+def load_numbered(package: str) -> tuple[Migration, ...]:
+    """The ``NNNNNN.sql`` files of ``package``, in ascending order, numbered 1..N."""
     found: list[Migration] = []
-    for entry in resources.files(__package__).iterdir():
+    for entry in resources.files(package).iterdir():
         match = _FILE_NAME.match(entry.name)
         if match is None:
             continue
@@ -96,5 +115,5 @@ def load_migrations() -> tuple[Migration, ...]:
     found.sort(key=lambda migration: migration.number)
     numbers = [migration.number for migration in found]
     if numbers != list(range(1, len(numbers) + 1)):
-        raise RuntimeError(f"graphile-py's migrations are not numbered 1..N: {numbers}")
+        raise RuntimeError(f"the migrations in {package} are not numbered 1..N: {numbers}")
     return tuple(found)
