@@ -232,7 +232,7 @@ def _run_migration(
     statements: MigrationStatements,
 ) -> bool:
     kind = "breaking" if migration.breaking else "backwards-compatible"
-    name = f"{migration.name} of the side schema" if track.is_side else migration.name
+    name = f"{migration.name} of side schema {track.schema!r}" if track.is_side else migration.name
     logger.info("Running %s migration %s", kind, name)
     try:
         statements.record_and_apply_migration(

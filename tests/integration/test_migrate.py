@@ -20,6 +20,7 @@ from graphile_py import (
     migrate,
 )
 from graphile_py.cli import main
+from graphile_py.db.side_schema import side_schema_for, side_schema_ready
 from tests.support import TestDatabase
 
 BREAKING = {1, 3, 11, 13, 14, 16, 19}
@@ -149,7 +150,12 @@ def test_migration_11_refuses_to_run_with_locked_jobs(empty_db: TestDatabase) ->
 def test_awkward_schema_names(make_db: Callable[..., TestDatabase], schema: str) -> None:
     target = make_db(schema=schema)
     with target.connect() as conn:
-        assert migrate(conn, schema=schema).applied == tuple(range(1, 21))
+        report = migrate(conn, schema=schema)
+        assert report.applied == tuple(range(1, 21))
+        # The side schema's name derives from the awkward one (cut and hashed at 63 bytes).
+        assert report.side_schema == side_schema_for(schema) != schema
+        assert report.side_applied == (1,)
+        assert side_schema_ready(conn, report.side_schema)
         job = add_job(conn, "task", {"a": 1}, queue_name="q", schema=schema)
         row = conn.execute(
             sql.SQL("select task_identifier, queue_name from {}.jobs where id = %s").format(
