@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from graphile_py.db.outcomes import COMPLETION_FENCE
 from graphile_py.db.rows import JOB_COLUMNS, int_array, jobs_from_rows
 from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
@@ -98,6 +99,9 @@ class ClaimStatements(StatementSet):
     ) -> list[Job]:
         """Delete finished job ``done_id`` (of no named queue) and claim the next, atomically.
 
+        The delete is fenced as every completion is (``COMPLETION_FENCE``): a job that
+        another pool holds now is left to it.
+
         One statement, so one round trip and one transaction per job. The deleted job is
         still locked in the statement's snapshot, so the claim cannot pick it again. Not
         for a job of a named queue: the queue would be released and taken back in one
@@ -178,7 +182,8 @@ def _claim_template(*, batch: bool, flags: bool, complete_first: bool = False) -
         source = "candidates"
     # A data-modifying CTE runs whether or not anything reads it.
     completed = (
-        "completed as (delete from {schema}._private_jobs where id = %(done)s::bigint), "
+        "completed as (delete from {schema}._private_jobs as jobs"
+        " where jobs.id = %(done)s::bigint" + COMPLETION_FENCE + "), "
         if complete_first
         else ""
     )

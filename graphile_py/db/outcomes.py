@@ -21,7 +21,13 @@ from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 from graphile_py.jobs import Job
 
-__all__ = ["FailureSpec", "OutcomeStatements"]
+__all__ = ["COMPLETION_FENCE", "FailureSpec", "OutcomeStatements"]
+
+#: The condition every completion adds (``jobs`` is the job row, ``%(pool)s`` our pool id):
+#: a pool never deletes a job that another pool now holds, as happens once it has been
+#: declared lost and its jobs rescued (fencing). A job nobody holds is still completed:
+#: it ran to success, and running it again would be the double execution.
+COMPLETION_FENCE = " and (jobs.locked_by = %(pool)s::text or jobs.locked_by is null)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +63,21 @@ class OutcomeStatements(StatementSet):
         " set locked_by = null, locked_at = null from failed"
         " where queues.id = failed.job_queue_id and queues.locked_by = %(pool)s::text"
     )
-    complete_one_sql = Statement("delete from {schema}._private_jobs where id = %s::bigint")
-    complete_many_sql = Statement(
-        "delete from {schema}._private_jobs as jobs using unnest(%s::bigint[]) as done(id)"
-        " where jobs.id = done.id"
+    # Unlike Node's (spec 3.6), which matches the id whatever locked_by says, completion
+    # is fenced: see COMPLETION_FENCE. The queue is only unlocked if this pool holds it.
+    complete_one_sql = Statement(
+        "delete from {schema}._private_jobs as jobs where jobs.id = %(id)s::bigint"
+        + COMPLETION_FENCE
     )
-    # Completion matches the id whatever locked_by says, as Node's does (spec 3.6); the
-    # queue is only unlocked if this pool still holds it.
+    complete_many_sql = Statement(
+        "delete from {schema}._private_jobs as jobs"
+        " using unnest(%(ids)s::bigint[]) as done(id) where jobs.id = done.id" + COMPLETION_FENCE
+    )
     complete_with_queue_sql = Statement(
         "with done as (delete from {schema}._private_jobs as jobs"
         " using unnest(%(ids)s::bigint[]) as wanted(id) where jobs.id = wanted.id"
-        " returning jobs.job_queue_id)"
+        + COMPLETION_FENCE
+        + " returning jobs.job_queue_id)"
         " update {schema}._private_job_queues as queues"
         " set locked_by = null, locked_at = null from done"
         " where queues.id = done.job_queue_id and queues.locked_by = %(pool)s::text"
@@ -111,7 +121,7 @@ class OutcomeStatements(StatementSet):
     def complete_jobs(
         self, conn: psycopg.Connection[Any], pool_id: str, jobs: Sequence[Job]
     ) -> None:
-        """Delete finished jobs and release the named queues this pool holds for them."""
+        """Delete finished jobs this pool (or no pool) holds; release their named queues."""
         queued = [job.id for job in jobs if job.job_queue_id is not None]
         unqueued = [job.id for job in jobs if job.job_queue_id is None]
         with map_db_errors("Completing jobs"):
@@ -120,9 +130,9 @@ class OutcomeStatements(StatementSet):
                     self.complete_with_queue_sql, {"ids": int_array(queued), "pool": pool_id}
                 )
             if len(unqueued) == 1:
-                conn.execute(self.complete_one_sql, (unqueued[0],))
+                conn.execute(self.complete_one_sql, {"id": unqueued[0], "pool": pool_id})
             elif unqueued:
-                conn.execute(self.complete_many_sql, (int_array(unqueued),))
+                conn.execute(self.complete_many_sql, {"ids": int_array(unqueued), "pool": pool_id})
 
     def fail_jobs(
         self, conn: psycopg.Connection[Any], pool_id: str, failures: Sequence[FailureSpec]
