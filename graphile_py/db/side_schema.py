@@ -45,9 +45,10 @@ def side_schema_for(worker_schema: str, override: str | None = None) -> str:
     """The side schema's name for ``worker_schema``: ``override``, or one derived from it.
 
     Derived: ``graphile_py`` beside the default ``graphile_worker``, else
-    ``<worker_schema>_py`` when that fits PostgreSQL's 63 bytes, else the worker schema's
-    name cut (at a character boundary) to make room for ``_`` + 8 hex digits of its
-    SHA-256 + ``_py``, so two long names sharing a prefix still get different schemas.
+    ``<worker_schema>_py`` when that fits PostgreSQL's 63 bytes (and is not
+    ``graphile_py``), else the worker schema's name cut (at a character boundary) to make
+    room for ``_`` + 8 hex digits of its SHA-256 + ``_py``, so that no two worker schemas
+    derive the same side schema.
     Raises :class:`ConfigurationError` for a name PostgreSQL would reject or truncate, and
     for a side schema that is the worker schema itself.
     """
@@ -57,7 +58,11 @@ def side_schema_for(worker_schema: str, override: str | None = None) -> str:
         name = override
     elif worker_schema == DEFAULT_SCHEMA:
         name = DEFAULT_SIDE_SCHEMA
-    elif len((worker_schema + _SUFFIX).encode("utf-8")) <= MAX_IDENTIFIER_BYTES:
+    elif (
+        len((worker_schema + _SUFFIX).encode("utf-8")) <= MAX_IDENTIFIER_BYTES
+        # "graphile" must not share the default queue's side schema.
+        and worker_schema + _SUFFIX != DEFAULT_SIDE_SCHEMA
+    ):
         name = worker_schema + _SUFFIX
     else:
         digest = hashlib.sha256(worker_schema.encode("utf-8")).hexdigest()[:_HASH_CHARS]

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from graphile_py.db.migrate import migrate
 from graphile_py.db.migrations import load_migrations
+from graphile_py.db.side_schema import side_schema_for, side_schema_ready
 from tests.interop.node_schema import (
     DEFAULT_SCHEMA,
     ODD_SCHEMA,
@@ -92,6 +93,8 @@ def _check_step(
     with ours.connect() as conn:
         report = migrate(conn, schema=schema, target=step)
     assert report.applied == tuple(range(1, step + 1))
+    # Our side schema is there too: the comparisons below look at the worker schema only.
+    assert report.side_applied == (1,)
     with theirs.connect() as conn:
         apply_upstream(conn, node_worker, schema, target=step)
 
@@ -136,6 +139,7 @@ def test_node_migrated_database_is_up_to_date_for_us(
     assert report.previous == 20
     assert report.applied == ()
     assert report.warnings == ()
+    assert report.side_applied == (1,)  # only our side schema was installed
     _assert_same(before, _snapshot_of(database), ("node", "node + ours"))
 
 
@@ -144,13 +148,18 @@ def test_our_database_is_up_to_date_for_node(
     make_db: MakeDb, node_worker: Path, node_reference: Callable[[str], dict[str, Any]], schema: str
 ) -> None:
     database = make_db(schema=schema)
+    side = side_schema_for(schema)
     with database.connect() as conn:
         migrate(conn, schema=schema)
         stamps_before = _migration_stamps(conn, schema)
+        side_before = snapshot(conn, side)
     output = _run_node(node_worker, database)
     assert "Running" not in output and "revision" not in output, output
     with database.connect() as conn:
         assert _migration_stamps(conn, schema) == stamps_before
+        # Node's migrator neither sees nor touches our side schema.
+        assert side_schema_ready(conn, side)
+        _assert_same(side_before, snapshot(conn, side), ("side before node", "side after"))
     _assert_same(node_reference(schema), _snapshot_of(database), ("node only", "ours + node"))
 
 
@@ -177,3 +186,29 @@ def test_snapshot_notices_a_difference(make_db: MakeDb) -> None:
     assert '"default_or_generation": "1"' in diff_snapshots(
         _snapshot_of(first), _snapshot_of(second)
     )
+
+
+@pytest.mark.parametrize("schema", [DEFAULT_SCHEMA, ODD_SCHEMA])
+def test_the_side_schema_leaves_the_worker_catalog_unchanged(make_db: MakeDb, schema: str) -> None:
+    """Installing or dropping the side schema changes nothing the comparisons above see."""
+    without, with_side = make_db(schema=schema), make_db(schema=schema)
+    side = side_schema_for(schema)
+    for database in (without, with_side):
+        with database.connect() as conn:
+            assert migrate(conn, schema=schema).side_applied == (1,)
+    with without.connect() as conn:
+        conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(side)))
+        assert snapshot(conn, side) == {"schema": None}
+    with_snapshot = _snapshot_of(with_side)
+    _assert_same(_snapshot_of(without), with_snapshot, ("no side schema", "side schema"))
+    # The snapshot is of the worker schema alone: the side schema's tables are not in it.
+    names = {table["name"] for table in with_snapshot["tables"]}
+    assert "_private_jobs" in names and not names & {"pools", "job_attempts"}
+    with with_side.connect() as conn:
+        side_tables = {table["name"] for table in snapshot(conn, side)["tables"]}
+    assert side_tables == {"migrations", "pools", "job_attempts"}
+    # ... and the same holds when installing it: snapshot, install, snapshot.
+    with without.connect() as conn:
+        before = snapshot(conn, schema)
+        assert migrate(conn, schema=schema).side_applied == (1,)
+        _assert_same(before, snapshot(conn, schema), ("before side schema", "after"))

@@ -74,6 +74,11 @@ def test_long_names_sharing_a_prefix_get_different_side_schemas() -> None:
     assert side_schema_for(first) != side_schema_for(second)
 
 
+def test_graphile_does_not_take_the_default_queues_side_schema() -> None:
+    digest = hashlib.sha256(b"graphile").hexdigest()[:8]
+    assert side_schema_for("graphile") == f"graphile_{digest}_py" != DEFAULT_SIDE_SCHEMA
+
+
 def test_an_explicit_name_wins_and_is_checked() -> None:
     assert side_schema_for("graphile_worker", "ours") == "ours"
     assert side_schema_for("app", "graphile_worker") == "graphile_worker"
