@@ -18,6 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from graphile_py.admin.history import (
+    AttemptRecord,
+    HistoryFilter,
+    HistoryPage,
+    Replay,
+    read_history,
+    read_timeline,
+    replay_job,
+)
+from graphile_py.admin.pools import WorkersReport, read_workers
+
 # The records are part of this module's interface: Inspector takes and returns them.
 from graphile_py.admin.records import (
     MAX_LIST_LIMIT,
@@ -34,6 +45,7 @@ from graphile_py.admin.worker_utils import LockHolder, WorkerUtils
 from graphile_py.db.health import schema_version
 from graphile_py.db.inspection import inspection_statements_for
 from graphile_py.db.migrate import latest_known_migration
+from graphile_py.db.side_views import NOT_INSTALLED
 from graphile_py.errors import ConfigurationError, DatabaseError, IncompatibleSchema
 from graphile_py.jobs import Job
 
@@ -200,6 +212,42 @@ class Inspector:
                 )
             )
         return statuses
+
+    # -- the side schema: the pool registry and the job history ------------------------------
+
+    def workers(self, *, include_stopped: bool = False) -> WorkersReport:
+        """Registered pools: live ones and recently lost ones (``include_stopped``: all).
+
+        Raises :class:`~graphile_py.DatabaseError` when the side schema is not installed.
+        """
+        return read_workers(self.utils, include_stopped=include_stopped)
+
+    def history(self, where: HistoryFilter | None = None) -> HistoryPage:
+        """Recorded attempts matching ``where``, newest first (needs ``--history`` workers)."""
+        return read_history(self.utils, where)
+
+    def attempts(self, job_id: int, *, if_installed: bool = False) -> list[AttemptRecord]:
+        """Every recorded attempt of one job, oldest first, whether it still exists or not.
+
+        With ``if_installed``, none (rather than an error) when the side schema is missing:
+        a job's page must still show the job.
+        """
+        try:
+            return read_timeline(self.utils, job_id)
+        except DatabaseError as exc:
+            if not if_installed or exc.sqlstate not in NOT_INSTALLED:
+                raise
+            return []
+
+    def replay(self, job_id: int) -> Replay | None:
+        """Add a new job with the task, payload and options of job ``job_id``.
+
+        From the job while it exists, else from its history (see
+        :mod:`graphile_py.admin.history`); None when there is neither.
+        """
+        return replay_job(self.utils, job_id, self.get_job(job_id))
+
+    # -- actions -------------------------------------------------------------------------------
 
     def retry_jobs(self, job_ids: Sequence[int]) -> list[Job]:
         """Run these jobs now with their attempts reset; locked jobs are left alone."""

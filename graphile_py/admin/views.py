@@ -18,6 +18,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, JsonValue, PlainSerializer, WithJsonSchema
 
+from graphile_py.admin.history import HISTORY_OFF, AttemptRecord, HistoryPage, Outcome, Replay
+from graphile_py.admin.pools import PoolRecord, PoolState, WorkersReport
 from graphile_py.admin.records import (
     CronStatus,
     JobState,
@@ -30,15 +32,22 @@ from graphile_py.admin.worker_utils import LockHolder
 from graphile_py.jobs import Job
 
 __all__ = [
+    "AttemptListOut",
+    "AttemptOut",
     "Counts",
     "CronOut",
     "JobDetailOut",
     "JobOut",
+    "JobShowOut",
+    "JobTimelineOut",
     "Moment",
     "PoolOut",
     "QueueOut",
+    "ReplayOut",
     "StatsOut",
     "TaskOut",
+    "WorkerPoolOut",
+    "WorkersOut",
     "seconds",
 ]
 
@@ -235,4 +244,177 @@ class CronOut(BaseModel):
             last_execution=status.last_execution,
             next_run=status.next_run,
             in_crontab=status.in_crontab,
+        )
+
+
+# -- the side schema: the worker registry and the job history ---------------------------------
+
+
+class WorkerPoolOut(BaseModel):
+    """A registered worker pool: where it runs, whether it is alive, what it holds and did."""
+
+    id: str
+    state: PoolState
+    hostname: str
+    pid: int
+    version: str
+    concurrency: int
+    tasks: list[str]
+    heartbeat_age_seconds: float
+    heartbeat_timeout_seconds: float
+    started_at: Moment
+    heartbeat_at: Moment
+    stopped_at: Moment | None
+    lost_at: Moment | None
+    lost_by: str | None
+    jobs_rescued: int | None
+    running_jobs: int
+    locked_queues: int
+    jobs_succeeded: int
+    jobs_failed: int
+
+    @classmethod
+    def of(cls, pool: PoolRecord) -> Self:
+        return cls(
+            id=pool.id,
+            state=pool.state,
+            hostname=pool.hostname,
+            pid=pool.pid,
+            version=pool.version,
+            concurrency=pool.concurrency,
+            tasks=list(pool.tasks),
+            heartbeat_age_seconds=seconds(pool.heartbeat_age) or 0.0,
+            heartbeat_timeout_seconds=seconds(pool.heartbeat_timeout) or 0.0,
+            started_at=pool.started_at,
+            heartbeat_at=pool.heartbeat_at,
+            stopped_at=pool.stopped_at,
+            lost_at=pool.lost_at,
+            lost_by=pool.lost_by,
+            jobs_rescued=pool.jobs_rescued,
+            running_jobs=pool.running_jobs,
+            locked_queues=pool.locked_queues,
+            jobs_succeeded=pool.jobs_succeeded,
+            jobs_failed=pool.jobs_failed,
+        )
+
+
+class WorkersOut(BaseModel):
+    """What ``graphile-py workers`` shows; ``unregistered`` pools hold locks unregistered.
+
+    Those are Node workers or older graphile-py: no heartbeat, so their locks are only
+    released after 4 hours (or by ``graphile-py unlock``).
+    """
+
+    taken_at: Moment
+    alive: int
+    pools: list[WorkerPoolOut]
+    unregistered: list[PoolOut]
+
+    @classmethod
+    def of(cls, report: WorkersReport) -> Self:
+        return cls(
+            taken_at=report.taken_at,
+            alive=report.count(PoolState.ALIVE),
+            pools=[WorkerPoolOut.of(pool) for pool in report.pools],
+            unregistered=[PoolOut.of(holder, report.taken_at) for holder in report.unregistered],
+        )
+
+
+class AttemptOut(BaseModel):
+    """One recorded attempt of a job (without its payload)."""
+
+    id: int
+    job_id: int
+    task_identifier: str
+    queue_name: str | None
+    key: str | None
+    attempt: int
+    max_attempts: int
+    outcome: Outcome
+    error: str | None
+    pool_id: str
+    started_at: Moment
+    finished_at: Moment
+    duration_seconds: float
+    payload_stored: bool
+    payload_bytes: int
+
+    @classmethod
+    def of(cls, record: AttemptRecord) -> Self:
+        return cls(
+            id=record.id,
+            job_id=record.job_id,
+            task_identifier=record.task_identifier,
+            queue_name=record.queue_name,
+            key=record.key,
+            attempt=record.attempt,
+            max_attempts=record.max_attempts,
+            outcome=record.outcome,
+            error=record.error,
+            pool_id=record.pool_id,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            duration_seconds=seconds(record.finished_at - record.started_at) or 0.0,
+            payload_stored=record.payload_stored,
+            payload_bytes=record.payload_bytes,
+        )
+
+
+class AttemptListOut(BaseModel):
+    """A page of attempts, newest first; ``next_before_id`` asks for the next page.
+
+    ``note`` says why there is nothing when history holds no attempt at all (it is off).
+    """
+
+    attempts: list[AttemptOut]
+    next_before_id: int | None
+    note: str | None
+
+    @classmethod
+    def of(cls, page: HistoryPage, limit: int) -> Self:
+        attempts = page.attempts
+        return cls(
+            attempts=[AttemptOut.of(attempt) for attempt in attempts],
+            next_before_id=attempts[-1].id if len(attempts) == limit else None,
+            note=None if page.recorded else HISTORY_OFF,
+        )
+
+
+class JobShowOut(JobDetailOut):
+    """``jobs show --json``: a job, its payload, and its recorded attempts (oldest first)."""
+
+    history: list[AttemptOut]
+
+
+class JobTimelineOut(BaseModel):
+    """A job's recorded attempts, oldest first; ``exists`` is False once the job is gone."""
+
+    job_id: int
+    exists: bool
+    attempts: list[AttemptOut]
+
+    @classmethod
+    def of(cls, job_id: int, exists: bool, attempts: list[AttemptRecord]) -> Self:
+        return cls(job_id=job_id, exists=exists, attempts=[AttemptOut.of(a) for a in attempts])
+
+
+class ReplayOut(BaseModel):
+    """A replay: the new job, and whether it was copied from the job or from its history.
+
+    ``defaulted`` names the options the source did not keep (the new job has the
+    defaults): a job's history keeps neither its priority nor its flags.
+    """
+
+    replayed: int
+    source: str
+    defaulted: list[str]
+    job: JobDetailOut
+
+    @classmethod
+    def of(cls, job_id: int, replay: Replay, state: JobState) -> Self:
+        return cls(
+            replayed=job_id,
+            source=replay.source,
+            defaulted=list(replay.defaulted),
+            job=JobDetailOut.of(replay.job, state),
         )

@@ -23,6 +23,7 @@ from psycopg_pool import ConnectionPool
 from graphile_py.db import Row, borrow, map_db_errors, statements_for
 from graphile_py.db.migrate import MigrationReport, migrate
 from graphile_py.db.migrations import DEFAULT_SCHEMA
+from graphile_py.db.side_schema import side_schema_for
 from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import ConfigurationError
 from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
@@ -67,8 +68,11 @@ class WorkerUtils:
         run_migrations: bool = True,
         connect_timeout: float = 30.0,
         use_node_time: bool = False,
+        side_schema: str | None = None,
     ) -> None:
         self.schema = schema
+        #: graphile-py's own schema (pool registry, job history); derived from ``schema``.
+        self.side_schema = side_schema_for(schema, side_schema)
         #: Jobs added without ``run_at`` are due at this machine's time, not the database's.
         self.use_node_time = use_node_time
         self._statements = statements_for(schema)
@@ -114,9 +118,9 @@ class WorkerUtils:
             yield conn
 
     def migrate(self) -> MigrationReport:
-        """Install or upgrade the worker schema."""
+        """Install or upgrade the worker schema and graphile-py's side schema."""
         with self.connection() as conn:
-            return migrate(conn, schema=self.schema)
+            return migrate(conn, schema=self.schema, side_schema=self.side_schema)
 
     def add_job(
         self, identifier: str, payload: object = None, **options: Unpack[JobOptions]

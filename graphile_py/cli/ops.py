@@ -12,10 +12,9 @@ run ``graphile-py migrate``, as the dashboard does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,28 +22,46 @@ import click
 
 from graphile_py.admin.inspector import Inspector
 from graphile_py.admin.records import MAX_LIST_LIMIT, JobFilter, JobState
-from graphile_py.admin.views import CronOut, JobDetailOut, QueueOut, StatsOut
+from graphile_py.admin.views import (
+    AttemptOut,
+    CronOut,
+    JobDetailOut,
+    JobShowOut,
+    JobTimelineOut,
+    QueueOut,
+    StatsOut,
+)
 from graphile_py.admin.worker_utils import WorkerUtils
 from graphile_py.cli import tables
 from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
 from graphile_py.cli.group import main
+from graphile_py.cli.times import from_now, parse_time
 from graphile_py.errors import CrontabError
 from graphile_py.jobs import Job
 
-__all__ = ["cron_group", "jobs_group", "queues_group", "status"]
+__all__ = [
+    "JOB_ID",
+    "cron_group",
+    "echo_out",
+    "jobs_group",
+    "json_option",
+    "open_inspector",
+    "queues_group",
+    "status",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_JOB_ID = click.IntRange(1, 2**63 - 1)  # a bigint identity: anything else is a typo
+JOB_ID = click.IntRange(1, 2**63 - 1)  # a bigint identity: anything else is a typo
 
 
-def _json_option(function: F) -> F:
+def json_option(function: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
         function
     )
 
 
 @contextmanager
-def _inspector(
+def open_inspector(
     ctx: click.Context, config_file: Path | None, flags: dict[str, Any]
 ) -> Iterator[Inspector]:
     """An Inspector on the configured, already migrated database (never migrating it).
@@ -60,6 +77,7 @@ def _inspector(
             schema=settings.worker.schema,
             run_migrations=False,
             use_node_time=settings.worker.use_node_time,
+            side_schema=settings.worker.side_schema,
         ) as utils,
     ):
         inspector = Inspector(utils)
@@ -67,7 +85,7 @@ def _inspector(
         yield inspector
 
 
-def _echo(as_json: bool, data: tables.JsonOut, text: str) -> None:
+def echo_out(as_json: bool, data: tables.JsonOut, text: str) -> None:
     click.echo(tables.dumps(data) if as_json else text)
 
 
@@ -76,7 +94,7 @@ def _echo(as_json: bool, data: tables.JsonOut, text: str) -> None:
 
 @main.command()
 @connection_options
-@_json_option
+@json_option
 @click.pass_context
 def status(ctx: click.Context, /, *, config_file: Path | None, as_json: bool, **flags: Any) -> None:
     """Jobs by task and queue in each state, the oldest ready job, locks and pools.
@@ -84,9 +102,9 @@ def status(ctx: click.Context, /, *, config_file: Path | None, as_json: bool, **
     States: ready (due, never attempted), scheduled (due later), running (locked by a
     worker), retrying (failed, will run again), failed (no attempts left).
     """
-    with _inspector(ctx, config_file, flags) as inspector:
+    with open_inspector(ctx, config_file, flags) as inspector:
         report = inspector.status()
-    _echo(as_json, StatsOut.of(report), tables.status_text(report))
+    echo_out(as_json, StatsOut.of(report), tables.status_text(report))
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -122,7 +140,7 @@ def jobs_group() -> None:
     metavar="ID",
     help="Only jobs with a smaller id (the next page: the last id shown).",
 )
-@_json_option
+@json_option
 @click.pass_context
 def list_jobs(
     ctx: click.Context,
@@ -147,10 +165,10 @@ def list_jobs(
         limit=limit,
         before_id=before_id,
     )
-    with _inspector(ctx, config_file, flags) as inspector:
+    with open_inspector(ctx, config_file, flags) as inspector:
         records = inspector.list_jobs(where)
     # Scripts get each job whole, payload included (the dashboard's pages leave it out).
-    _echo(
+    echo_out(
         as_json,
         [JobDetailOut.of(r.job, r.state) for r in records],
         tables.jobs_table(records),
@@ -159,29 +177,45 @@ def list_jobs(
 
 @jobs_group.command("show")
 @connection_options
-@click.argument("job_id", metavar="ID", type=_JOB_ID)
-@_json_option
+@click.argument("job_id", metavar="ID", type=JOB_ID)
+@json_option
 @click.pass_context
 def show_job(
     ctx: click.Context, /, *, config_file: Path | None, job_id: int, as_json: bool, **flags: Any
 ) -> None:
-    """Show every field of job ID, with its payload and last error."""
-    with _inspector(ctx, config_file, flags) as inspector:
+    """Show every field of job ID, its payload and last error, and its recorded attempts.
+
+    A job that is gone (it succeeded, or was removed) is shown from its history, when
+    workers record one (--history).
+    """
+    with open_inspector(ctx, config_file, flags) as inspector:
         record = inspector.get_job(job_id)
-    if record is None:
+        attempts = inspector.attempts(job_id, if_installed=True)
+    if record is None and not attempts:
         fail(f"no job with id {job_id}")
-    _echo(as_json, JobDetailOut.of(record.job, record.state), tables.job_details(record))
+    if record is None:
+        gone = JobTimelineOut.of(job_id, False, attempts)
+        echo_out(as_json, gone, tables.gone_job_text(job_id, attempts))
+        return
+    shown = JobShowOut.model_validate(
+        {
+            **JobDetailOut.of(record.job, record.state).model_dump(),
+            "history": [AttemptOut.of(a) for a in attempts],
+        }
+    )
+    text = tables.job_details(record) + "\n\n" + tables.timeline_text(attempts)
+    echo_out(as_json, shown, text)
 
 
 @jobs_group.command("retry")
 @connection_options
-@click.argument("job_ids", metavar="[ID]...", nargs=-1, type=_JOB_ID)
+@click.argument("job_ids", metavar="[ID]...", nargs=-1, type=JOB_ID)
 @click.option(
     "--all-failed", is_flag=True, help="Retry every permanently failed job (see --task, --queue)."
 )
 @click.option("--task", default=None, help="With --all-failed: only jobs of this task.")
 @click.option("--queue", default=None, help="With --all-failed: only jobs of this queue.")
-@_json_option
+@json_option
 @click.pass_context
 def retry_jobs(
     ctx: click.Context,
@@ -203,7 +237,7 @@ def retry_jobs(
         raise click.UsageError("give job IDs or --all-failed, not both or neither")
     if (task or queue) and not all_failed:
         raise click.UsageError("--task and --queue go with --all-failed")
-    with _inspector(ctx, config_file, flags) as inspector:
+    with open_inspector(ctx, config_file, flags) as inspector:
         if all_failed:
             retried = inspector.retry_failed(task=task, queue=queue)
             _report(inspector, "retried", retried, [], as_json=as_json)
@@ -213,8 +247,8 @@ def retry_jobs(
 
 @jobs_group.command("remove")
 @connection_options
-@click.argument("job_ids", metavar="ID...", nargs=-1, type=_JOB_ID, required=True)
-@_json_option
+@click.argument("job_ids", metavar="ID...", nargs=-1, type=JOB_ID, required=True)
+@json_option
 @click.pass_context
 def remove_jobs(
     ctx: click.Context,
@@ -226,13 +260,13 @@ def remove_jobs(
     **flags: Any,
 ) -> None:
     """Delete jobs. Jobs a worker is running are skipped and listed."""
-    with _inspector(ctx, config_file, flags) as inspector:
+    with open_inspector(ctx, config_file, flags) as inspector:
         _act(inspector, "removed", job_ids, inspector.remove_jobs, as_json=as_json)
 
 
 @jobs_group.command("reschedule")
 @connection_options
-@click.argument("job_ids", metavar="ID...", nargs=-1, type=_JOB_ID, required=True)
+@click.argument("job_ids", metavar="ID...", nargs=-1, type=JOB_ID, required=True)
 @click.option(
     "--run-at",
     "run_at",
@@ -247,7 +281,7 @@ def remove_jobs(
     default=None,
     help="Run them this long from now: 30s, 10m, 2h, 1d or combined (1h30m).",
 )
-@_json_option
+@json_option
 @click.pass_context
 def reschedule_jobs(
     ctx: click.Context,
@@ -263,8 +297,8 @@ def reschedule_jobs(
     """Change when jobs run. Jobs a worker is running are skipped and listed."""
     if (run_at is None) == (delay is None):
         raise click.UsageError("give exactly one of --run-at and --in")
-    when = _parse_time(run_at) if run_at is not None else _from_now(delay or "")
-    with _inspector(ctx, config_file, flags) as inspector:
+    when = parse_time(run_at) if run_at is not None else from_now(delay or "")
+    with open_inspector(ctx, config_file, flags) as inspector:
         _act(
             inspector,
             "rescheduled",
@@ -316,38 +350,6 @@ def _report(
         click.echo(tables.action_text(verb, done, held, gone))
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-def _from_now(text: str) -> datetime:
-    """Now plus a duration such as ``10m``, ``2h``, ``30s`` or ``1h30m``."""
-    compact = text.strip().lower()
-    parts = _DURATION.findall(compact)
-    problem = "is not a duration; use a number and a unit (s, m, h, d, w), such as 30s, 10m"
-    if compact and "".join(number + unit for number, unit in parts) == compact:
-        try:
-            seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
-            return datetime.now(UTC) + timedelta(seconds=seconds)
-        except (OverflowError, ValueError):
-            problem = "is too far in the future"
-    raise click.BadParameter(f"{text!r} {problem}", param_hint="'--in'")
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or moment.utcoffset() is None:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO 8601 time with a UTC offset,"
-            " such as 2030-01-01T09:00:00+00:00 or 2030-01-01T09:00:00Z",
-            param_hint="'--run-at'",
-        )
-    return moment
-
-
 # -- queues and cron ----------------------------------------------------------------------
 
 
@@ -358,16 +360,16 @@ def queues_group() -> None:
 
 @queues_group.command("list")
 @connection_options
-@_json_option
+@json_option
 @click.pass_context
 def list_queues(
     ctx: click.Context, /, *, config_file: Path | None, as_json: bool, **flags: Any
 ) -> None:
     """List every named queue: its jobs in each state, and who holds its lock."""
-    with _inspector(ctx, config_file, flags) as inspector:
+    with open_inspector(ctx, config_file, flags) as inspector:
         queues = inspector.list_queues()
     now = datetime.now(UTC)
-    _echo(as_json, [QueueOut.of(q) for q in queues], tables.queues_table(queues, now))
+    echo_out(as_json, [QueueOut.of(q) for q in queues], tables.queues_table(queues, now))
 
 
 @main.group("cron")
@@ -383,7 +385,7 @@ def cron_group() -> None:
     default=None,
     help="Compute next runs from this crontab [default: ./crontab if it exists].",
 )
-@_json_option
+@json_option
 @click.pass_context
 def list_cron(
     ctx: click.Context,
@@ -408,9 +410,9 @@ def list_cron(
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"cannot read crontab file '{path}': {exc}")
-    with _inspector(ctx, config_file, flags) as inspector:
+    with open_inspector(ctx, config_file, flags) as inspector:
         try:
             statuses = inspector.list_cron(text)
         except CrontabError as exc:
             fail(f"crontab file '{path}': {exc}")
-    _echo(as_json, [CronOut.of(s) for s in statuses], tables.cron_table(statuses))
+    echo_out(as_json, [CronOut.of(s) for s in statuses], tables.cron_table(statuses))

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from graphile_py.admin.history import HISTORY_OFF, AttemptRecord, HistoryPage
+from graphile_py.admin.pools import PoolState, WorkersReport
 from graphile_py.admin.records import (
     CronStatus,
     JobRecord,
@@ -32,12 +34,16 @@ __all__ = [
     "age",
     "cron_table",
     "dumps",
+    "gone_job_text",
+    "history_table",
     "job_details",
     "jobs_table",
     "queues_table",
     "status_text",
     "table",
+    "timeline_text",
     "when",
+    "workers_text",
 ]
 
 STATES = [state.value for state in JobState]
@@ -275,3 +281,120 @@ def cron_table(statuses: Sequence[CronStatus]) -> str:
             for s in statuses
         ],
     )
+
+
+# -- workers and history ----------------------------------------------------------------------
+
+
+_WORKER_COLUMNS = [
+    *("pool", "state", "host", "pid", "version", "jobs", "heartbeat", "running"),
+    *("succeeded", "failed", "started", "lost by"),
+]
+
+
+def workers_text(report: WorkersReport) -> str:
+    """``graphile-py workers``: a line per registered pool, then unregistered lock holders."""
+    alive = report.count(PoolState.ALIVE)
+    parts = [f"{alive} pool{'' if alive == 1 else 's'} alive at {when(report.taken_at)}."]
+    if report.pools:
+        parts.append(
+            "\n"
+            + table(
+                _WORKER_COLUMNS,
+                [
+                    [
+                        p.id,
+                        p.state.value,
+                        p.hostname,
+                        p.pid,
+                        p.version,
+                        p.concurrency,
+                        age(p.heartbeat_age) + " ago",
+                        p.running_jobs,
+                        p.jobs_succeeded,
+                        p.jobs_failed,
+                        p.started_at,
+                        _lost_by(p.lost_by, p.lost_at, p.jobs_rescued),
+                    ]
+                    for p in report.pools
+                ],
+            )
+        )
+    else:
+        parts.append("No registered worker pool is running.")
+    if report.unregistered:
+        parts.append(
+            "\nHolding locks without registering (Node or older graphile-py; their locks"
+            " are released after 4 hours, or with graphile-py unlock):\n"
+            + table(
+                ["pool", "jobs", "queues", "oldest lock"],
+                [
+                    [h.pool_id, h.jobs, h.queues, age(h.age(report.taken_at)) + " ago"]
+                    for h in report.unregistered
+                ],
+            )
+        )
+    return "\n".join(parts)
+
+
+def _lost_by(pool: str | None, at: datetime | None, rescued: int | None) -> str | None:
+    if pool is None:
+        return None
+    return f"{pool} at {when(at)} ({rescued or 0} jobs released)"
+
+
+def history_table(page: HistoryPage) -> str:
+    """``graphile-py jobs history``: a line per attempt, newest first."""
+    if not page.attempts:
+        return "No attempt matches." if page.recorded else HISTORY_OFF + "."
+    return table(
+        ["id", "job", "task", "queue", "attempt", "outcome", "finished", "took", "pool", "error"],
+        [
+            [
+                a.id,
+                a.job_id,
+                a.task_identifier,
+                a.queue_name,
+                f"{a.attempt}/{a.max_attempts}",
+                a.outcome.value,
+                a.finished_at,
+                _took(a),
+                a.pool_id,
+                _shorten(a.error, 50),
+            ]
+            for a in page.attempts
+        ],
+    )
+
+
+def _took(attempt: AttemptRecord) -> str:
+    seconds = (attempt.finished_at - attempt.started_at).total_seconds()
+    return f"{seconds:.3f}s" if seconds < 10 else age(attempt.finished_at - attempt.started_at)
+
+
+def timeline_text(attempts: Sequence[AttemptRecord]) -> str:
+    """A job's recorded attempts, oldest first, each with its whole error."""
+    if not attempts:
+        return "attempts recorded: none (job history is kept only by workers run with --history)"
+    lines = ["attempts recorded:"]
+    for a in attempts:
+        lines.append(
+            f"  #{a.attempt}/{a.max_attempts}  {a.outcome.value:<9} {when(a.started_at)}"
+            f"  took {_took(a)}  on {a.pool_id}"
+        )
+        if a.error:
+            lines += ["      " + line for line in a.error.splitlines()]
+    return "\n".join(lines)
+
+
+def gone_job_text(job_id: int, attempts: Sequence[AttemptRecord]) -> str:
+    """``jobs show`` for a job that is gone: what its history says."""
+    last = attempts[-1]
+    head = [
+        f"Job {job_id} no longer exists (it succeeded or was removed); its history:",
+        f"task_identifier  {last.task_identifier}",
+        f"queue_name       {last.queue_name or '-'}",
+        f"key              {last.key or '-'}",
+        "",
+    ]
+    return "\n".join(head) + timeline_text(attempts)
