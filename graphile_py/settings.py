@@ -7,7 +7,7 @@ any of these; it takes keyword arguments.
 
 Every setting is declared once: the worker's on :class:`WorkerOptions`, the command
 line's own (connection, tasks, crontab, logs, metrics) on :class:`Settings`, both with
-:func:`~graphile_py.pool.options.setting`. :data:`SETTINGS` derives from those
+:func:`~graphile_py.pool.declaration.setting`. :data:`SETTINGS` derives from those
 declarations the names used in files, the environment and flags; the reader of files
 and environment below and the command line's flags are built from it.
 
