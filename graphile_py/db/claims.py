@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from graphile_py.db.history import ATTEMPT_COLUMNS, History, record_attempts
 from graphile_py.db.outcomes import COMPLETION_FENCE
 from graphile_py.db.rows import JOB_COLUMNS, int_array, jobs_from_rows
 from graphile_py.db.statement_set import Statement, StatementSet
@@ -45,6 +46,7 @@ class ClaimStatements(StatementSet):
     def __init__(self, schema: str) -> None:
         super().__init__(schema)
         self._claim: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        self._claim_recording: dict[tuple[bool, bool, str], bytes] = {}
 
     def claim_statement(
         self, *, batch: bool, flags: bool, node_time: bool, complete_first: bool = False
@@ -59,6 +61,19 @@ class ClaimStatements(StatementSet):
             statement = self._claim[key] = self.compose(
                 _claim_template(batch=batch, flags=flags, complete_first=complete_first),
                 now=sql.SQL("%(now)s::timestamptz" if node_time else "now()"),
+            )
+        return statement
+
+    def complete_recording_and_claim_statement(
+        self, history: History, *, flags: bool, node_time: bool
+    ) -> bytes:
+        """The complete-first claim that also records the completed attempt in ``history``."""
+        key = (flags, node_time, history.side_schema)
+        statement = self._claim_recording.get(key)
+        if statement is None:
+            template = _claim_template(batch=False, flags=flags, complete_first=True, record=True)
+            statement = self._claim_recording[key] = history.statements.compose(
+                template, now=sql.SQL("%(now)s::timestamptz" if node_time else "now()")
             )
         return statement
 
@@ -96,8 +111,13 @@ class ClaimStatements(StatementSet):
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
         identifiers: Mapping[int, str] | None = None,
+        history: History | None = None,
+        started_at: float | None = None,
     ) -> list[Job]:
         """Delete finished job ``done_id`` (of no named queue) and claim the next, atomically.
+
+        With ``history``, the same statement records the attempt, started at ``started_at``
+        (epoch seconds), as a success.
 
         The delete is fenced as every completion is (``COMPLETION_FENCE``): a job that
         another pool holds now is left to it.
@@ -109,9 +129,16 @@ class ClaimStatements(StatementSet):
         """
         params = _claim_params(pool_id, task_ids, 1, forbidden_flags, now)
         params["done"] = done_id
-        statement = self.claim_statement(
-            batch=False, flags="flags" in params, node_time=now is not None, complete_first=True
-        )
+        if history is None:
+            statement = self.claim_statement(
+                batch=False, flags="flags" in params, node_time=now is not None, complete_first=True
+            )
+        else:
+            params["started"] = started_at
+            params["payload_limit"] = history.payload_limit
+            statement = self.complete_recording_and_claim_statement(
+                history, flags="flags" in params, node_time=now is not None
+            )
         with map_db_errors("Completing a job and claiming the next"), conn.cursor() as cur:
             cur.execute(statement, params)
             return jobs_from_rows(cur.fetchall(), identifiers)
@@ -151,7 +178,9 @@ def _claim_params(
     return params
 
 
-def _claim_template(*, batch: bool, flags: bool, complete_first: bool = False) -> str:
+def _claim_template(
+    *, batch: bool, flags: bool, complete_first: bool = False, record: bool = False
+) -> str:
     # "Queue strategy 2" of graphile-worker: lock available queue rows up front with SKIP
     # LOCKED, then pick jobs that have no queue or whose queue we now hold.
     flag_filter = " and (jobs.flags ?| %(flags)s::text[]) is not true" if flags else ""
@@ -187,6 +216,24 @@ def _claim_template(*, batch: bool, flags: bool, complete_first: bool = False) -
         if complete_first
         else ""
     )
+    if record:
+        # The job history: the deleted row is the attempt's (db/history.py).
+        completed = (
+            "completed as (delete from {schema}._private_jobs as jobs"
+            " where jobs.id = %(done)s::bigint"
+            + COMPLETION_FENCE
+            + " returning "
+            + ATTEMPT_COLUMNS
+            + "),"
+            " recorded as ("
+            + record_attempts(
+                "completed as ran",
+                started="%(started)s::float8",
+                outcome="'success'",
+                error="null",
+            )
+            + "), "
+        )
     return (
         "with "
         + completed

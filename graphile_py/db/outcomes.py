@@ -21,7 +21,14 @@ from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 from graphile_py.jobs import Job
 
-__all__ = ["COMPLETION_FENCE", "FailureSpec", "OutcomeStatements"]
+__all__ = [
+    "COMPLETION_FENCE",
+    "FAIL_ALL_BODY",
+    "FAIL_BODY",
+    "FailureSpec",
+    "OutcomeStatements",
+    "failures_json",
+]
 
 #: The condition every completion adds (``jobs`` is the job row, ``%(pool)s`` our pool id):
 #: a pool never deletes a job that another pool now holds, as happens once it has been
@@ -39,9 +46,14 @@ class FailureSpec:
     #: For a batch job's partial failure: the payload entries that failed.
     replacement_payload: Any = None
     has_replacement: bool = False
+    #: For the job history: when the task started (epoch seconds) and how the attempt
+    #: ended ("failure", or "abandoned" for a task past its time limit).
+    started_at: float | None = None
+    outcome: str = "failure"
 
 
-_FAIL_BODY = (
+#: The failure of the jobs in ``%(failures)s`` (a JSON array, see :func:`failures_json`).
+FAIL_BODY = (
     "update {schema}._private_jobs as jobs set"
     " last_error = failure.el->>'message',"
     " run_at = greatest(now(), jobs.run_at)"
@@ -53,12 +65,23 @@ _FAIL_BODY = (
 )
 
 
+#: The failure of the jobs ``%(ids)s`` with one message, ``%(message)s`` (at shutdown).
+FAIL_ALL_BODY = (
+    "update {schema}._private_jobs as jobs set"
+    " last_error = %(message)s::text,"
+    " run_at = greatest(now(), jobs.run_at)"
+    " + exp(least(jobs.attempts, 10)) * interval '1 second',"
+    " locked_by = null, locked_at = null"
+    " where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(pool)s::text"
+)
+
+
 class OutcomeStatements(StatementSet):
     """Completing, failing and returning claimed jobs; unlocking those of dead workers."""
 
-    fail_no_queue_sql = Statement(_FAIL_BODY)
+    fail_no_queue_sql = Statement(FAIL_BODY)
     fail_with_queue_sql = Statement(
-        "with failed as (" + _FAIL_BODY + " returning jobs.job_queue_id)"
+        "with failed as (" + FAIL_BODY + " returning jobs.job_queue_id)"
         " update {schema}._private_job_queues as queues"
         " set locked_by = null, locked_at = null from failed"
         " where queues.id = failed.job_queue_id and queues.locked_by = %(pool)s::text"
@@ -83,13 +106,7 @@ class OutcomeStatements(StatementSet):
         " where queues.id = done.job_queue_id and queues.locked_by = %(pool)s::text"
     )
     fail_all_sql = Statement(
-        "with failed as (update {schema}._private_jobs as jobs set"
-        " last_error = %(message)s::text,"
-        " run_at = greatest(now(), jobs.run_at)"
-        " + exp(least(jobs.attempts, 10)) * interval '1 second',"
-        " locked_by = null, locked_at = null"
-        " where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(pool)s::text"
-        " returning *),"
+        "with failed as (" + FAIL_ALL_BODY + " returning *),"
         " unlocked as (update {schema}._private_job_queues as queues"
         " set locked_by = null, locked_at = null from failed"
         " where queues.id = failed.job_queue_id and queues.locked_by = %(pool)s::text)"
@@ -143,11 +160,11 @@ class OutcomeStatements(StatementSet):
         with map_db_errors("Failing jobs"):
             if queued:
                 conn.execute(
-                    self.fail_with_queue_sql, {"failures": _failures_json(queued), "pool": pool_id}
+                    self.fail_with_queue_sql, {"failures": failures_json(queued), "pool": pool_id}
                 )
             if unqueued:
                 conn.execute(
-                    self.fail_no_queue_sql, {"failures": _failures_json(unqueued), "pool": pool_id}
+                    self.fail_no_queue_sql, {"failures": failures_json(unqueued), "pool": pool_id}
                 )
 
     def fail_jobs_with_message(
@@ -178,11 +195,13 @@ class OutcomeStatements(StatementSet):
             conn.execute(self.reset_locked_sql, {"now": now})
 
 
-def _failures_json(failures: Sequence[FailureSpec]) -> str:
+def failures_json(failures: Sequence[FailureSpec], *, history: bool = False) -> str:
+    """The ``%(failures)s`` of :data:`FAIL_BODY`; with ``history``, start times and outcomes."""
     return json.dumps(
         [
             {"jobId": str(f.job.id), "message": f.message}
             | ({"payload": f.replacement_payload} if f.has_replacement else {})
+            | ({"startedAt": f.started_at, "outcome": f.outcome} if history else {})
             for f in failures
         ],
         separators=(",", ":"),

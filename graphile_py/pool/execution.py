@@ -12,6 +12,7 @@ import inspect
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ class Outcome:
     replacement_payload: list[Any] | None = None
     #: ...and their errors.
     batch_errors: tuple[BaseException, ...] | None = None
+    #: When the task was called (epoch seconds), for the job history; None if never run.
+    started_at: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -84,6 +87,7 @@ class EventLoopThread:
 
 def run_task(function: Any, payload: Any, helpers: Any, loop: EventLoopThread) -> Outcome:
     """Call the task and classify the result; never raises for a task's own error."""
+    started_at = time.time()
     try:
         if inspect.iscoroutinefunction(function):
             result = loop.run(function(payload, helpers))
@@ -92,31 +96,32 @@ def run_task(function: Any, payload: Any, helpers: Any, loop: EventLoopThread) -
             if inspect.iscoroutine(result):
                 result = loop.run(result)
     except BaseException as exc:  # sys.exit() in a task must not kill the worker thread
-        return Outcome(error=exc, message=failure_message(exc))
+        return Outcome(error=exc, message=failure_message(exc), started_at=started_at)
     if isinstance(payload, list) and isinstance(result, list | tuple):
-        return _batch_outcome(payload, result)
-    return Outcome()
+        return _batch_outcome(payload, result, started_at)
+    return Outcome(started_at=started_at)
 
 
-def _batch_outcome(payload: list[Any], results: Sequence[Any]) -> Outcome:
+def _batch_outcome(payload: list[Any], results: Sequence[Any], started_at: float) -> Outcome:
     if len(results) != len(payload):
         logger.warning(
             "Task returned %d results for a batch of %d items; treating the job as a success",
             len(results),
             len(payload),
         )
-        return Outcome()
+        return Outcome(started_at=started_at)
     failed = [
         (item, r) for item, r in zip(payload, results, strict=True) if isinstance(r, BaseException)
     ]
     if not failed:
-        return Outcome()
+        return Outcome(started_at=started_at)
     message = "Batch failures:\n" + "\n".join(failure_message(error) for _, error in failed)
     return Outcome(
         error=failed[0][1],
         message=message,
         replacement_payload=[item for item, _ in failed],
         batch_errors=tuple(error for _, error in failed),
+        started_at=started_at,
     )
 
 

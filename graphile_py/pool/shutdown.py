@@ -86,16 +86,19 @@ def finish_jobs(
             else f"Worker shutdown ({reason}): the job did not finish within the"
             f" {opts.shutdown_timeout:g}s grace period"
         )
-        _fail_abandoned(claims, [job.id for job in still_running], message)
+        started_at = {active.job.id: active.started_at for active in still_running}
+        _fail_abandoned(claims, list(started_at), message, started_at)
     slots.wait_for_writes(FINAL_WRITE_TIMEOUT)
     claims.outcomes.close(timeout=FINAL_WRITE_TIMEOUT)
     _release_leftover_locks(claims, reason)
     claims.outcomes.give_up()
 
 
-def _fail_abandoned(claims: ClaimLoop, ids: list[int], message: str) -> None:
+def _fail_abandoned(
+    claims: ClaimLoop, ids: list[int], message: str, started: dict[int, float] | None = None
+) -> None:
     logger.warning("Failing %d job(s) still running at shutdown: %s", len(ids), ids)
-    claims.outcomes.fail_all(ids, message, within=FINAL_WRITE_TIMEOUT)
+    claims.outcomes.fail_all(ids, message, within=FINAL_WRITE_TIMEOUT, started=started)
 
 
 def _release_leftover_locks(claims: ClaimLoop, reason: str) -> None:

@@ -44,7 +44,16 @@ class ActiveJob:
     ``helpers.abort_event``): two ``threading.Event``s per job were a visible cost.
     """
 
-    __slots__ = ("_abort", "abort_requested", "deadline", "job", "state", "timeout", "written")
+    __slots__ = (
+        "_abort",
+        "abort_requested",
+        "deadline",
+        "job",
+        "started_at",
+        "state",
+        "timeout",
+        "written",
+    )
 
     def __init__(self, job: Job, timeout: float | None) -> None:
         self.job = job
@@ -55,6 +64,8 @@ class ActiveJob:
         self._abort: threading.Event | None = None
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout if timeout is not None else None
+        #: When the task started (epoch seconds), for the job history of an abandoned job.
+        self.started_at = time.time()
 
     @property
     def abort(self) -> threading.Event:
@@ -206,7 +217,7 @@ class SlotTable:
                 if slot.active is not None:
                     slot.active.request_abort()
 
-    def abandon_running(self) -> list[Job]:
+    def abandon_running(self) -> list[ActiveJob]:
         """Mark every job whose task is still running as abandoned; return them."""
         with self._lock:
             running = [
@@ -216,7 +227,7 @@ class SlotTable:
             ]
             for active in running:
                 active.state = RunState.ABANDONED
-        return [active.job for active in running]
+        return running
 
     def wait_for_writes(self, timeout: float) -> None:
         """Wait (at most ``timeout`` in all) for outcomes being recorded right now."""

@@ -3,6 +3,7 @@
 A crashed worker's jobs stay locked; every pool sweeps now and then, at a random moment
 between ``min_reset_locked_interval`` and ``max_reset_locked_interval`` (the first time
 within a minute of starting), so that pools started together do not sweep together.
+With ``history`` on, each sweep also prunes the job history past its retention.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from graphile_py.db import ConnectionSource, Statements, borrow
 from graphile_py.errors import GraphileError
 from graphile_py.events import PoolView, WorkerEvents
 from graphile_py.pool.options import WorkerOptions
+from graphile_py.pool.outcomes import prune_history
 
 __all__ = ["sweep_stale_locks"]
 
@@ -43,8 +45,9 @@ def sweep_stale_locks(
         except GraphileError as exc:
             logger.warning("Failed to reset locked; we'll try again in %.0fs: %s", delay, exc)
             events.reset_locked_failure(pool, exc, delay)
-            continue
-        events.reset_locked_success(pool, delay)
+        else:
+            events.reset_locked_success(pool, delay)
+        prune_history(options, connections)
 
 
 def _next_sweep_delay(opts: WorkerOptions) -> float:
