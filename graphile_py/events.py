@@ -100,6 +100,12 @@ class WorkerEvents:
     def pool_release(self, pool: PoolView) -> None:
         """The pool has stopped and released its connections."""
 
+    def pool_lost(self, pool: PoolView, lost_pool_id: str, jobs: int) -> None:
+        """This pool declared another lost (no heartbeat) and released its ``jobs`` jobs."""
+
+    def pool_fenced(self, pool: PoolView, reason: str) -> None:
+        """This pool may have been declared lost: it stops claiming and exits non-zero."""
+
     # -- workers -------------------------------------------------------------------------
     def worker_create(self, worker_id: str, tasks: Sequence[str]) -> None:
         """A worker thread was created."""

@@ -61,6 +61,7 @@ class ClaimLoop:
         loop: EventLoopThread,
         stopping: threading.Event,
         fail: Callable[[BaseException], None],
+        may_claim: Callable[[], bool] = lambda: True,
     ) -> None:
         self.pool_id = pool_id
         self.tasks = tasks
@@ -73,6 +74,11 @@ class ClaimLoop:
         self._loop = loop
         self._stopping = stopping
         self._fail = fail
+        # False once the pool must fence itself (its heartbeat is overdue): no claims.
+        self._may_claim = may_claim
+        self._counts_lock = threading.Lock()
+        self._succeeded = 0
+        self._failed = 0
         self._lease: ConnectionLease | None = None
         self._task_ids: list[int] = []
         self._identifier_by_task_id: dict[int, str] = {}
@@ -106,7 +112,6 @@ class ClaimLoop:
 
         def register() -> dict[int, str]:
             with self.connection() as conn:
-                self.outcomes.check_history(conn)  # history on needs its table: say so now
                 return self.statements.register_task_identifiers(conn, list(self.tasks))
 
         self._identifier_by_task_id = with_retries(
@@ -138,10 +143,14 @@ class ClaimLoop:
             # A busy worker keeps the nudge and fetches again as soon as it is free.
             slot.wake.set()
 
-    def stop_claiming(self) -> None:
-        """Wake every worker so it sees the pool stopping; hand back the local queue."""
+    def wake_all(self) -> None:
+        """Wake every worker (so that it sees the pool stopping)."""
         for slot in self.slots:
             slot.wake.set()
+
+    def stop_claiming(self) -> None:
+        """Wake every worker so it sees the pool stopping; hand back the local queue."""
+        self.wake_all()
         if self.local_queue is not None:
             self.local_queue.release()
 
@@ -159,6 +168,8 @@ class ClaimLoop:
 
     def claim(self, batch_size: int = 1, flags: Sequence[str] | None = None) -> list[Job]:
         """Lock and return up to ``batch_size`` ready jobs of ours."""
+        if not self._may_claim():
+            return []
         now = datetime.now(UTC) if self.options.use_node_time else None
         with self.connection() as conn:
             return self.statements.claim_jobs(
@@ -278,6 +289,7 @@ class ClaimLoop:
             or job.job_queue_id is not None
             or self.local_queue is not None
             or not self.outcomes.writes_at_once(outcome)
+            or not self._may_claim()
         ):
             self.outcomes.record(job, outcome)
             return None
@@ -297,8 +309,6 @@ class ClaimLoop:
                         forbidden_flags=flags,
                         now=now,
                         identifiers=self._identifier_by_task_id,
-                        history=self.outcomes.history,
-                        started_at=outcome.started_at,
                     )
                 else:
                     with (
@@ -330,7 +340,17 @@ class ClaimLoop:
         except GraphileError as exc:
             logger.error("Could not hand back job %s: %s", job.id, exc)
 
+    def counts(self) -> tuple[int, int]:
+        """``(succeeded, failed)``: attempts this pool has seen end so far."""
+        with self._counts_lock:
+            return self._succeeded, self._failed
+
     def _emit_outcome(self, worker_id: str, job: Job, outcome: Outcome) -> None:
+        with self._counts_lock:
+            if outcome.error is None:
+                self._succeeded += 1
+            else:
+                self._failed += 1
         if outcome.error is None:
             self.events.job_success(worker_id, job)
         else:
@@ -357,7 +377,7 @@ class ClaimLoop:
         )
         logger.error("Failing job %s (%s): %s", job.id, job.task_identifier, message)
         try:
-            self.outcomes.fail_now(job, message, started_at=active.started_at)
+            self.outcomes.fail_now(job, message)
         except GraphileError as exc:
             logger.error("Could not fail timed-out job %s: %s", job.id, exc)
         error = TimeoutError(message)

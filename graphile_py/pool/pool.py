@@ -1,10 +1,11 @@
-"""The worker pool: N worker threads, a LISTEN thread and a stale-lock sweeper.
+"""The worker pool: N worker threads, a LISTEN thread, a heartbeat and a stale-lock sweeper.
 
 :class:`WorkerPool` is the pool's public face: it opens the connections, starts the
 threads and takes stop requests. The work itself is done by its parts:
 :mod:`~graphile_py.pool.claim_loop` (what each worker thread does: claim, run, record),
 :mod:`~graphile_py.pool.listener` (a ``jobs:insert`` notification wakes as many idle
-workers as there are new jobs), :mod:`~graphile_py.pool.sweeper` (stale locks) and
+workers as there are new jobs), :mod:`~graphile_py.pool.heartbeat` (the pool registry,
+rescue of lost pools, fencing), :mod:`~graphile_py.pool.sweeper` (stale locks) and
 :mod:`~graphile_py.pool.shutdown` (stopping in order: a job is never left locked by a
 pool that stopped on purpose).
 """
@@ -28,9 +29,10 @@ from graphile_py.events import guarded
 from graphile_py.jobs import Job
 from graphile_py.pool.claim_loop import ClaimLoop
 from graphile_py.pool.execution import EventLoopThread
+from graphile_py.pool.heartbeat import EXIT_FENCED, Heartbeat
 from graphile_py.pool.listener import Listener
 from graphile_py.pool.options import WorkerOptions
-from graphile_py.pool.outcomes import OutcomeWriter, history_for
+from graphile_py.pool.outcomes import OutcomeWriter
 from graphile_py.pool.shutdown import StopRequest, finish_jobs
 from graphile_py.pool.sweeper import sweep_stale_locks
 from graphile_py.tasks import TaskFunction, TaskRegistry, validate_task_map
@@ -45,8 +47,9 @@ class WorkerPool:
 
     ``run()`` blocks: it starts everything, waits for :meth:`request_stop` (signals call
     it), shuts down in order, and returns the process exit status (0, or 57 when a
-    breaking migration by another process made it unsafe to go on). With ``once=True``
-    the pool instead returns when no job is ready.
+    breaking migration by another process made it unsafe to go on, or 75 when the pool
+    fenced itself because it may have been declared lost). With ``once=True`` the pool
+    instead returns when no job is ready.
     """
 
     def __init__(
@@ -91,13 +94,23 @@ class WorkerPool:
                 complete_delay=self.options.complete_job_batch_delay,
                 fail_delay=self.options.fail_job_batch_delay,
                 on_batch_failure=self._batch_failed,
-                history=history_for(self.options),
             ),
             loop=self._loop,
             stopping=self._stopping,
             fail=self.fail,
+            may_claim=lambda: self._heartbeat.may_claim(),  # noqa: PLW0108 - built below
         )
         self._slots = self._claims.slots
+        self._heartbeat = Heartbeat.for_pool(
+            self.id,
+            options=self.options,
+            tasks=list(self.tasks),
+            conninfo=conninfo,
+            connect_kwargs=self._connect_kwargs,
+            counters=self._claims.counts,
+            on_fenced=self._fenced,
+            on_rescued=lambda lost: self.events.pool_lost(self, lost.pool_id, len(lost.job_ids)),
+        )
         self.events.pool_create(self)
 
     # -- public control ------------------------------------------------------------------
@@ -106,6 +119,11 @@ class WorkerPool:
     def stopping(self) -> bool:
         """True once the pool has stopped claiming jobs."""
         return self._stopping.is_set()
+
+    @property
+    def fenced(self) -> str | None:
+        """Why the pool fenced itself (it may have been declared lost), or None."""
+        return self._heartbeat.fenced
 
     @property
     def listener_reconnects(self) -> int:
@@ -153,6 +171,8 @@ class WorkerPool:
         dead = [t.name for t in threads if t.ident is not None and not t.is_alive()]
         if self._listener is not None and not self._listener.alive:
             dead.append("listener")
+        if self._heartbeat.registered and not self._heartbeat.alive:
+            dead.append("heartbeat")
         return dead
 
     def run(self) -> int:
@@ -195,6 +215,9 @@ class WorkerPool:
         self._claims.open(self._lease)
         try:
             self._claims.register_tasks(wait=self._stop.requested.wait)
+            # Registered before the first claim: a job is never held by an unknown pool.
+            if self._heartbeat.register(wait=self._stop.requested.wait):
+                self._heartbeat.start()
         except BaseException:
             self._lease.close()
             self._pool.close()
@@ -274,6 +297,8 @@ class WorkerPool:
         while not self._stop.requested.wait(interval):
             if self.once and not self._slots.any_alive():
                 return
+            # A watchdog beside the heartbeat thread, which a hung network call may hold.
+            self._heartbeat.may_claim()
 
     def nudge(self, count: int) -> None:
         """Wake up to ``count`` idle workers to look for jobs now."""
@@ -327,6 +352,12 @@ class WorkerPool:
         )
         for thread in self._background:
             thread.join(timeout=5)
+        # Heartbeats go on until no job of ours is left: until then we are alive.
+        self._heartbeat.stop()
+        if self.fenced is None:
+            self._heartbeat.deregister()
+        else:
+            self._heartbeat.close()
         self._loop.close()
         if self._lease is not None:
             self._lease.close()
@@ -347,6 +378,18 @@ class WorkerPool:
         )
         self.events.pool_fatal_error(self, error, action)
         self.fail(error)
+
+    def _fenced(self, reason: str) -> None:
+        # Called once, by the heartbeat (which logged why): stop as a pool whose jobs may
+        # be running elsewhere. Writes stay safe: completions and failures are only
+        # written over jobs this pool still holds (or that nobody holds).
+        if self.exit_code == 0:
+            self.exit_code = EXIT_FENCED
+        self._stopping.set()
+        self._claims.wake_all()
+        self._slots.abort_all()
+        self.events.pool_fenced(self, reason)
+        self.request_stop(f"fenced: {reason}")
 
     def _on_breaking_migration(self, number: int | None) -> None:
         logger.warning(
