@@ -227,3 +227,54 @@ def test_reschedule_and_remove_from_the_page(utils: WorkerUtils, page: Any) -> N
     assert record.job.run_at.year == 2031
     assert Inspector(utils).get_job(drop.id) is None
     assert page.console_errors == []
+
+
+def test_workers_page_history_view_and_a_gone_jobs_attempts(
+    db: TestDatabase, utils: WorkerUtils, page: Any
+) -> None:
+    from tests.support.side_rows import ALIVE, record_sample_history, register_pool
+
+    register_pool(db, ALIVE, succeeded=41)
+    register_pool(db, "pool-lost", heartbeat_ago=900, lost_ago=30)
+    record_sample_history(db)
+    with BackgroundServer(create_app(utils, allow_actions=True)) as server:
+        page.goto(server.url + "/#history")
+        sync_api.expect(page.locator("#history-note")).to_be_hidden()
+        sync_api.expect(page.locator("#history-table tr.attempt-row")).to_have_count(5)
+        page.locator("#history-filters [name=outcome]").select_option("failure")
+        page.locator("#history-filters button[type=submit]").click()
+        failures = page.locator("#history-table tr.attempt-row")
+        sync_api.expect(failures).to_have_count(2)
+        sync_api.expect(failures.first).to_contain_text("refused")
+        failures.first.click()
+        sync_api.expect(page.locator("#detail-title")).to_contain_text("Job 7 · email (gone)")
+        attempts = page.locator("#detail-attempts tr.attempt-row")
+        sync_api.expect(attempts).to_have_count(3)
+        sync_api.expect(attempts.nth(2)).to_have_attribute("data-outcome", "success")
+        sync_api.expect(page.locator("#retry")).to_be_hidden()
+        page.screenshot(path=str(artifacts_dir() / "dashboard-history.png"), full_page=True)
+        page.locator("#replay").click()
+        sync_api.expect(page.locator("#banner")).to_contain_text("Job 7 replayed as job")
+        (replayed,) = utils_jobs(utils)
+        assert replayed["task_identifier"] == "email"
+
+        page.locator("#tabs a[data-view=workers]").click()
+        sync_api.expect(page.locator("#view-history")).to_be_hidden()
+        alive = page.locator(f'tr.pool-row[data-pool-id="{ALIVE}"]')
+        sync_api.expect(alive).to_have_attribute("data-state", "alive")
+        sync_api.expect(alive).to_contain_text("41")
+        lost = page.locator('tr.pool-row[data-pool-id="pool-lost"]')
+        sync_api.expect(lost).to_contain_text(f"{ALIVE}")
+        sync_api.expect(page.locator("#workers-summary")).to_have_text("1 alive")
+        page.screenshot(path=str(artifacts_dir() / "dashboard-workers.png"), full_page=True)
+        page.locator("#tabs a[data-view=queue]").click()
+        sync_api.expect(page.locator(".job-row")).to_have_count(1)
+    assert page.console_errors == []
+
+
+def test_history_view_says_when_history_is_off(utils: WorkerUtils, page: Any) -> None:
+    with BackgroundServer(create_app(utils)) as server:
+        page.goto(server.url + "/#history")
+        sync_api.expect(page.locator("#history-note")).to_contain_text("--history")
+        sync_api.expect(page.locator("#history-table tr.empty")).to_have_count(1)
+    assert page.console_errors == []

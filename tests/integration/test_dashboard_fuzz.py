@@ -43,6 +43,9 @@ OPERATIONS = {
     "GET /api/v1/stats": False,
     "GET /api/v1/jobs": True,
     "GET /api/v1/jobs/{job_id}": True,
+    "GET /api/v1/jobs/{job_id}/attempts": True,
+    "GET /api/v1/history": True,
+    "GET /api/v1/workers": True,
     "GET /api/v1/queues": False,
     "GET /api/v1/tasks": False,
     "GET /api/v1/cron": False,
@@ -52,6 +55,7 @@ OPERATIONS = {
     "POST /api/v1/jobs/{job_id}/retry": True,
     "POST /api/v1/jobs/{job_id}/reschedule": True,
     "DELETE /api/v1/jobs/{job_id}": True,
+    "POST /api/v1/jobs/{job_id}/replay": True,
 }
 RUNS = [
     pytest.param(label, mode, id=f"{label}-{mode.value}")

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
-from psycopg.types.json import Json
 
 from graphile_py import Inspector, WorkerUtils
 from graphile_py.admin.history import HISTORY_OFF, HistoryFilter, Outcome
@@ -25,9 +24,16 @@ from graphile_py.cli import main
 from graphile_py.db.side_schema import side_schema_for
 from graphile_py.errors import DatabaseError, JobRejected
 from tests.support import TestDatabase
+from tests.support.side_rows import (
+    ALIVE,
+    record_attempt,
+    record_sample_history,
+    register_pool,
+    side_identifier,
+)
 from tests.support.workers import claim_like_a_worker, jobs_rows
 
-ALIVE, OVERDUE, LOST = "pool-alive", "pool-overdue", "pool-lost"
+OVERDUE, LOST = "pool-overdue", "pool-lost"
 OLD_LOST, STOPPED = "pool-old", "pool-stopped"
 NODE = "node-pool-unregistered"
 
@@ -49,89 +55,10 @@ def _cli(db: TestDatabase, command: str, *args: str) -> Result:
     return Result(result.exit_code, result.stdout, result.stderr)
 
 
-def _side(db: TestDatabase) -> sql.Identifier:
-    return sql.Identifier(side_schema_for(db.schema))
-
-
 @pytest.fixture
 def utils(db: TestDatabase) -> Iterator[WorkerUtils]:
     with WorkerUtils(db.dsn, schema=db.schema, run_migrations=False) as utils:
         yield utils
-
-
-def _register(
-    db: TestDatabase,
-    pool_id: str,
-    *,
-    heartbeat_ago: float = 1.0,
-    stopped: bool = False,
-    lost_ago: float | None = None,
-    **extra: Any,
-) -> None:
-    now = datetime.now(UTC)
-    with db.connect() as conn:
-        conn.execute(
-            sql.SQL(
-                "insert into {}.pools (id, hostname, pid, version, concurrency,"
-                " task_identifiers, heartbeat_timeout, started_at, heartbeat_at, stopped_at,"
-                " lost_at, lost_by, jobs_rescued, jobs_succeeded, jobs_failed) values"
-                " (%s, %s, %s, '0.9.0', 4, %s, interval '20 seconds', %s, %s, %s, %s, %s, %s,"
-                " %s, %s)"
-            ).format(_side(db)),
-            (
-                pool_id,
-                extra.get("hostname", "host-" + pool_id),
-                extra.get("pid", 1234),
-                ["email", "report"],
-                now - timedelta(hours=3),
-                now - timedelta(seconds=heartbeat_ago),
-                now - timedelta(minutes=5) if stopped else None,
-                now - timedelta(seconds=lost_ago) if lost_ago is not None else None,
-                ALIVE if lost_ago is not None else None,
-                2 if lost_ago is not None else None,
-                extra.get("succeeded", 0),
-                extra.get("failed", 0),
-            ),
-        )
-
-
-def _record(
-    db: TestDatabase,
-    job_id: int,
-    task: str,
-    outcome: str,
-    *,
-    attempt: int = 1,
-    error: str | None = None,
-    payload: Any = None,
-    payload_bytes: int = 2,
-    queue: str | None = None,
-    finished_ago: float = 60.0,
-    max_attempts: int = 3,
-) -> None:
-    finished = datetime.now(UTC) - timedelta(seconds=finished_ago)
-    with db.connect() as conn:
-        conn.execute(
-            sql.SQL(
-                "insert into {}.job_attempts (job_id, task_identifier, queue_name, key, payload,"
-                " payload_bytes, attempt, max_attempts, pool_id, started_at, finished_at,"
-                " outcome, error) values (%s, %s, %s, null, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            ).format(_side(db)),
-            (
-                job_id,
-                task,
-                queue,
-                Json(payload) if payload is not None else None,
-                payload_bytes,
-                attempt,
-                max_attempts,
-                ALIVE,
-                finished - timedelta(seconds=1.5),
-                finished,
-                outcome,
-                error,
-            ),
-        )
 
 
 # -- workers ----------------------------------------------------------------------------------
@@ -140,11 +67,11 @@ def _record(
 @pytest.fixture
 def pools(db: TestDatabase, utils: WorkerUtils) -> int:
     """Five registered pools in every state, and a Node pool holding a lock; returns a job."""
-    _register(db, ALIVE, succeeded=12, failed=3)
-    _register(db, OVERDUE, heartbeat_ago=300)
-    _register(db, LOST, heartbeat_ago=600, lost_ago=60)
-    _register(db, OLD_LOST, heartbeat_ago=3 * 86400, lost_ago=2 * 86400)
-    _register(db, STOPPED, stopped=True)
+    register_pool(db, ALIVE, succeeded=12, failed=3)
+    register_pool(db, OVERDUE, heartbeat_ago=300)
+    register_pool(db, LOST, heartbeat_ago=600, lost_ago=60)
+    register_pool(db, OLD_LOST, heartbeat_ago=3 * 86400, lost_ago=2 * 86400)
+    register_pool(db, STOPPED, stopped=True)
     utils.add_job("email", {"n": 1}, queue_name="serial")
     held = claim_like_a_worker(db, "email", ALIVE)
     utils.add_job("report")
@@ -200,7 +127,7 @@ def test_without_the_side_schema_the_views_say_to_migrate(
 ) -> None:
     job = utils.add_job("email", {"n": 1}).id
     with db.connect() as conn:
-        conn.execute(sql.SQL("drop schema {} cascade").format(_side(db)))
+        conn.execute(sql.SQL("drop schema {} cascade").format(side_identifier(db)))
     for command in ("workers", "jobs history", f"jobs replay {job + 1}"):
         result = _cli(db, command)
         assert result.code == 1, (command, result.stdout)
@@ -220,11 +147,7 @@ def test_without_the_side_schema_the_views_say_to_migrate(
 
 @pytest.fixture
 def history(db: TestDatabase) -> None:
-    _record(db, 7, "email", "failure", attempt=1, error="timeout", finished_ago=300)
-    _record(db, 7, "email", "failure", attempt=2, error="refused\nsecond line", finished_ago=200)
-    _record(db, 7, "email", "success", attempt=3, payload={"to": "a"}, finished_ago=100)
-    _record(db, 8, "report", "success", queue="reports", payload={"m": 1}, finished_ago=7200)
-    _record(db, 9, "report", "lost", queue="reports", finished_ago=10)
+    record_sample_history(db)
 
 
 def _ids(db: TestDatabase, *args: str) -> list[tuple[int, str]]:
@@ -289,7 +212,7 @@ def test_jobs_show_gives_the_timeline_of_a_job_and_of_one_that_is_gone(
     assert "#3/3  success" in text
 
     job = utils.add_job("email", {"to": "b"})
-    _record(db, job.id, "email", "failure", error="first try failed", finished_ago=5)
+    record_attempt(db, job.id, "email", "failure", error="first try failed", finished_ago=5)
     shown = _cli(db, "jobs show", str(job.id), "--json").json()
     assert shown["state"] == "ready" and shown["payload"] == {"to": "b"}
     assert [a["error"] for a in shown["history"]] == ["first try failed"]
@@ -342,7 +265,7 @@ def test_replay_of_a_gone_job_uses_its_history(
 def test_replay_refuses_a_payload_history_did_not_keep(
     db: TestDatabase, utils: WorkerUtils
 ) -> None:
-    _record(db, 11, "email", "success", payload=None, payload_bytes=20_000)
+    record_attempt(db, 11, "email", "success", payload=None, payload_bytes=20_000)
     result = _cli(db, "jobs replay", "11")
     assert result.code == 1 and "did not keep its payload (20000 bytes" in result.stderr
     with pytest.raises(JobRejected, match="history_payload_limit"):

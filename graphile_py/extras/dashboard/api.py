@@ -16,11 +16,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 
+from graphile_py.admin.history import HistoryFilter
 from graphile_py.admin.inspector import Inspector
 from graphile_py.admin.records import JobFilter, JobRecord, JobState
-from graphile_py.admin.views import CronOut, JobDetailOut, JobOut, QueueOut, StatsOut, TaskOut
+from graphile_py.admin.views import (
+    AttemptListOut,
+    AttemptOut,
+    CronOut,
+    JobDetailOut,
+    JobOut,
+    JobShowOut,
+    JobTimelineOut,
+    QueueOut,
+    ReplayOut,
+    StatsOut,
+    TaskOut,
+    WorkersOut,
+)
 from graphile_py.extras.dashboard.models import (
     MAX_ID,
+    AttemptQuery,
     BulkOut,
     EnqueueIn,
     ErrorOut,
@@ -119,13 +134,65 @@ def list_jobs(request: Request, where: Annotated[JobQuery, Query()]) -> JobListO
 
 @router.get(
     "/jobs/{job_id}",
-    response_model=JobDetailOut,
+    response_model=JobShowOut,
     responses=_MISSING,
     tags=["read"],
 )
-def get_job(request: Request, job_id: JobId) -> JobDetailOut:
-    """One job, with its payload and last error."""
-    return JobDetailOut.of(*_record(_context(request).inspector, job_id))
+def get_job(request: Request, job_id: JobId) -> JobShowOut:
+    """One job, with its payload, last error and recorded attempts (oldest first)."""
+    inspector = _context(request).inspector
+    job, state = _record(inspector, job_id)
+    attempts = inspector.attempts(job_id, if_installed=True)
+    return JobShowOut.model_validate(
+        {
+            **JobDetailOut.of(job, state).model_dump(),
+            "history": [AttemptOut.of(attempt) for attempt in attempts],
+        }
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/attempts",
+    response_model=JobTimelineOut,
+    responses={404: {"model": ErrorOut, "description": "No such job, and no recorded attempt"}},
+    tags=["read"],
+)
+def job_attempts(request: Request, job_id: JobId) -> JobTimelineOut:
+    """A job's recorded attempts, oldest first, also once the job is gone."""
+    inspector = _context(request).inspector
+    attempts = inspector.attempts(job_id, if_installed=True)
+    exists = inspector.get_job(job_id) is not None
+    if not attempts and not exists:
+        raise HTTPException(404, f"There is no job {job_id}, and no recorded attempt of it.")
+    return JobTimelineOut.of(job_id, exists, attempts)
+
+
+@router.get("/history", response_model=AttemptListOut, tags=["read"])
+def job_history(request: Request, where: Annotated[AttemptQuery, Query()]) -> AttemptListOut:
+    """Recorded attempts (workers run with ``--history``), newest first, ``limit`` at a time."""
+    page = _context(request).inspector.history(
+        HistoryFilter(
+            task=where.task or None,
+            queue=where.queue or None,
+            outcome=where.outcome,
+            since=where.since,
+            job_id=where.job_id,
+            limit=where.limit,
+            before_id=where.before_id,
+        )
+    )
+    return AttemptListOut.of(page, where.limit)
+
+
+@router.get("/workers", response_model=WorkersOut, tags=["read"])
+def workers(
+    request: Request,
+    all: Annotated[
+        bool, Query(description="Also stopped pools, and those lost over a day ago.")
+    ] = False,
+) -> WorkersOut:
+    """Registered worker pools (live, overdue, lately lost) and unregistered lock holders."""
+    return WorkersOut.of(_context(request).inspector.workers(include_stopped=all))
 
 
 @router.get("/queues", response_model=list[QueueOut], tags=["read"])
@@ -198,6 +265,23 @@ def retry_many(request: Request, which: Annotated[RetryIds | RetryFailed, Body()
         return BulkOut(changed=changed, skipped=[i for i in wanted if i not in done])
     retried = inspector.retry_failed(task=which.task, queue=which.queue)
     return BulkOut(changed=[job.id for job in retried], skipped=[])
+
+
+@router.post(
+    "/jobs/{job_id}/replay",
+    status_code=201,
+    response_model=ReplayOut,
+    responses={404: {"model": ErrorOut, "description": "No such job, and no recorded attempt"}},
+    tags=["actions"],
+)
+def replay(request: Request, job_id: JobId) -> ReplayOut:
+    """Add a new job with the job's task, payload and options (from its history if gone)."""
+    inspector = _context(request).inspector
+    done = inspector.replay(job_id)
+    if done is None:
+        raise HTTPException(404, f"There is no job {job_id}, and no recorded attempt of it.")
+    record = inspector.get_job(done.job.id)
+    return ReplayOut.of(job_id, done, record.state if record else JobState.of(done.job))
 
 
 @router.post(

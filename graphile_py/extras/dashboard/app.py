@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graphile_py.admin.inspector import Inspector
 from graphile_py.admin.worker_utils import WorkerUtils
+from graphile_py.db.side_views import NOT_INSTALLED
 from graphile_py.errors import (
     ConfigurationError,
     ConnectError,
@@ -289,6 +290,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(400, "invalid_text", "A string in the request is not valid Unicode.")
 
 
+# Database errors by SQLSTATE: what the dashboard answers for them.
+_BY_SQLSTATE = {
+    "42501": (403, "forbidden_by_database"),  # the dashboard's role may not do this
+    # The side schema (worker registry, job history) is missing: graphile-py migrate.
+    **dict.fromkeys(NOT_INSTALLED, (503, "not_installed")),
+}
+
+
 def _status_for(exc: GraphileError) -> tuple[int, str]:
     if isinstance(exc, JobRejected | ConfigurationError):
         return 400, "rejected"
@@ -298,9 +307,7 @@ def _status_for(exc: GraphileError) -> tuple[int, str]:
         state = exc.sqlstate or ""
         if state[:2] in {"22", "23"}:  # data exceptions, constraint violations: bad input
             return 400, "rejected"
-        if state == "42501":  # the dashboard's database role may not do this
-            return 403, "forbidden_by_database"
-        return 503, "database_error"
+        return _BY_SQLSTATE.get(state, (503, "database_error"))
     return 400, "rejected"
 
 

@@ -15,12 +15,14 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
+from graphile_py.admin.history import Outcome
 from graphile_py.admin.records import JobState
 from graphile_py.admin.views import JobOut, Moment
 from graphile_py.extras.dashboard.sampler import Sample
 
 __all__ = [
     "MAX_ID",
+    "AttemptQuery",
     "BulkOut",
     "EnqueueIn",
     "ErrorOut",
@@ -120,6 +122,18 @@ class JobQuery(BaseModel):
     queue: Annotated[str, Field(max_length=128, pattern=NoNul)] | None = None
     state: JobState | None = None
     key: Annotated[str, Field(max_length=512, pattern=NoNul)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    before_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+
+
+class AttemptQuery(BaseModel):
+    """The filters of ``GET /history``; every one given must match."""
+
+    task: Annotated[str, Field(max_length=128, pattern=NoNul)] | None = None
+    queue: Annotated[str, Field(max_length=128, pattern=NoNul)] | None = None
+    outcome: Outcome | None = None
+    since: AwareDatetime | None = None
+    job_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     before_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 

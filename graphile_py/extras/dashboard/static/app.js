@@ -7,8 +7,12 @@ const REFRESH_MS = 5000;
 const TOKEN_KEY = "graphile-py-dashboard-token";
 const STATES = ["ready", "scheduled", "running", "retrying", "failed"];
 
+const VIEWS = ["queue", "workers", "history"];
+
 const state = {
+  view: "queue",
   info: null,
+  history: { filters: {}, pages: [null], nextBeforeId: null },
   filters: {},
   pages: [],        // before_id of each page shown so far (null for the newest)
   nextBeforeId: null,
@@ -238,9 +242,22 @@ function renderDetail(job) {
     [el("dt", {}, name), el("dd", {}, value)]));
   $("detail-payload").textContent = JSON.stringify(job.payload, null, 2);
   $("detail-error").textContent = job.last_error || "–";
+  renderAttempts(job.history);
   const canAct = state.info && state.info.allow_actions;
   $("detail-actions").hidden = !canAct;
-  for (const id of ["retry", "reschedule", "remove"]) $(id).disabled = job.state === "running";
+  for (const id of ["retry", "reschedule", "remove"]) {
+    $(id).hidden = false;
+    $(id).disabled = job.state === "running";
+  }
+  $("reschedule-at").parentElement.hidden = false;
+}
+
+function showView(name) {
+  state.view = VIEWS.includes(name) ? name : "queue";
+  for (const view of VIEWS) $("view-" + view).hidden = view !== state.view;
+  for (const link of document.querySelectorAll("#tabs a")) {
+    link.classList.toggle("current", link.dataset.view === state.view);
+  }
 }
 
 // The smallest of 1, 2, 5, 10, 20, 50, ... at or above value, for round axis labels.
@@ -335,14 +352,32 @@ async function refresh() {
       $("retry-failed").hidden = !state.info.allow_actions;
       $("add-job").hidden = !state.info.allow_actions;
     }
-    const [stats, jobs, history] = await Promise.all([
-      api("/stats"), api(jobsQuery()), api("/metrics/history?bucket=60"),
-    ]);
-    renderTotals(stats);
-    renderTasks(stats);
-    renderQueues(stats);
-    renderJobs(jobs);
-    renderChart(history);
+    if (state.view === "queue") {
+      const [stats, jobs, history] = await Promise.all([
+        api("/stats"), api(jobsQuery()), api("/metrics/history?bucket=60"),
+      ]);
+      renderTotals(stats);
+      renderTasks(stats);
+      renderQueues(stats);
+      renderJobs(jobs);
+      renderChart(history);
+    } else if (state.view === "workers") {
+      try {
+        renderWorkers(await api("/workers" + ($("workers-all").checked ? "?all=true" : "")));
+      } catch (error) {
+        if (error.status === 401) throw error;
+        $("workers-note").textContent = error.message;  // e.g. the side schema is missing
+        $("workers-note").hidden = false;
+      }
+    } else {
+      try {
+        renderHistory(await api(historyQuery()));
+      } catch (error) {
+        if (error.status === 401) throw error;
+        $("history-note").textContent = error.message;
+        $("history-note").hidden = false;
+      }
+    }
     if (state.selected !== null) await loadDetail(state.selected, true);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     $("main").hidden = false;
@@ -355,7 +390,13 @@ async function refresh() {
 
 async function loadDetail(id, quiet) {
   try {
-    renderDetail(await api("/jobs/" + id));
+    delete $("detail").dataset.gone;
+    try {
+      renderDetail(await api("/jobs/" + id));
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      renderGone(await api("/jobs/" + id + "/attempts"));  // gone, but maybe remembered
+    }
   } catch (error) {
     if (error.status === 404) {
       state.selected = null;
@@ -433,6 +474,14 @@ function wireActions() {
     if (!window.confirm("Remove job " + id + "? This cannot be undone.")) return;
     act("Job " + id + " removed.", () => api("/jobs/" + id, { method: "DELETE" }));
   });
+  $("replay").addEventListener("click", () => {
+    const id = state.selected;
+    act((result) => "Job " + id + " replayed as job " + result.job.id + ".", async () => {
+      const result = await api("/jobs/" + id + "/replay", { method: "POST", body: {} });
+      state.selected = result.job.id;
+      return result;
+    });
+  });
   $("retry-failed").addEventListener("click", () => {
     const body = { all_failed: true };
     if (state.filters.task) body.task = state.filters.task;
@@ -488,6 +537,18 @@ function init() {
     state.info = null;
     refresh().then(startRefresh);
   });
+  $("history-filters").addEventListener("submit", (event) => { event.preventDefault(); applyHistoryFilters(); });
+  $("history-filters").addEventListener("reset", () => setTimeout(applyHistoryFilters, 0));
+  $("history-older").addEventListener("click", () => {
+    if (state.history.nextBeforeId === null) return;
+    state.history.pages.push(state.history.nextBeforeId);
+    refresh();
+  });
+  $("history-newest").addEventListener("click", () => { state.history.pages = [null]; refresh(); });
+  $("workers-all").addEventListener("change", refresh);
+  window.addEventListener("hashchange", () => { showView(location.hash.slice(1)); refresh(); });
+  showView(location.hash.slice(1));
+  state.history.filters = { limit: $("history-filters").elements.limit.value };
   wireActions();
   const form = $("filters");
   state.filters = { limit: form.elements.limit.value };
