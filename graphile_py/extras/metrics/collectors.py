@@ -4,11 +4,13 @@ Three sources, all in one :class:`~prometheus_client.CollectorRegistry` per pool
 the global default, so several pools, or tests, in one process do not collide):
 
 - :class:`WorkerMetrics`, a :class:`~graphile_py.WorkerEvents`: job counters and
-  durations by task, counted on the worker threads as the hooks fire;
+  durations by task, counted on the worker threads as the hooks fire, and the pools this
+  one declared lost (and their jobs it released), from the ``pool_lost`` event;
 - the pool's connection pool and LISTEN reconnects, read when scraped;
-- :class:`QueueSampler`: queue depth by task and state and the oldest ready job's age,
-  sampled every few seconds with :class:`~graphile_py.admin.inspector.Inspector` on a
-  connection of its own, never on the worker's hot path.
+- :class:`QueueSampler`: queue depth by task and state, the oldest ready job's age and
+  the registered pools alive (or overdue), sampled every few seconds with
+  :class:`~graphile_py.admin.inspector.Inspector` on a connection of its own, never on
+  the worker's hot path.
 
 :mod:`graphile_py.extras.metrics.server` serves them over HTTP with the health probes.
 """
@@ -38,6 +40,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
 
 if TYPE_CHECKING:
     from graphile_py.admin.inspector import QueueStatusReport
+    from graphile_py.admin.worker_utils import WorkerUtils
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -98,6 +101,16 @@ class WorkerMetrics(WorkerEvents):
             buckets=tuple(buckets),
             registry=r,
         )
+        self.pools_lost = Counter(
+            "graphile_py_pools_lost",
+            "Registered pools this pool declared lost (no heartbeat within their timeout).",
+            registry=r,
+        )
+        self.jobs_rescued = Counter(
+            "graphile_py_jobs_rescued",
+            "Jobs of lost pools that this pool released, to run again.",
+            registry=r,
+        )
         self.pool: WorkerPool | None = None
         self._started: dict[tuple[str, int], float] = {}
 
@@ -120,6 +133,11 @@ class WorkerMetrics(WorkerEvents):
             ):
                 metric.labels(task)
         self.registry.register(_PoolCollector(pool))
+
+    def pool_lost(self, pool: PoolView, lost_pool_id: str, jobs: int) -> None:
+        """Count the lost pool and the jobs released."""
+        self.pools_lost.inc()
+        self.jobs_rescued.inc(jobs)
 
     def job_start(self, worker_id: str, job: Job) -> None:
         """Count the start and note the time."""
@@ -234,6 +252,8 @@ class QueueSampler:
         self._conninfo = conninfo
         self._schema = schema
         self._report: QueueStatusReport | None = None
+        #: ``(alive, overdue)`` registered pools; None without the side schema.
+        self._pools: tuple[int, int] | None = None
         self._sampled_at = 0.0
         self._errors = 0
         self._tasks = set(tasks)
@@ -276,6 +296,7 @@ class QueueSampler:
                             connect_timeout=self.statement_timeout,
                         )
                     report = Inspector(utils).status()
+                    pools = _count_pools(utils)
                 except Exception as exc:  # a bug must not kill the sampler (and /healthz)
                     with self._lock:
                         self._errors += 1
@@ -288,6 +309,7 @@ class QueueSampler:
                 else:
                     with self._lock:
                         self._report, self._sampled_at = report, time.time()
+                        self._pools = pools
                     self.last_error = None
                 self._stop.wait(self.interval)
         finally:
@@ -298,6 +320,7 @@ class QueueSampler:
         """The latest sample (nothing before the first), for the registry."""
         with self._lock:
             report, sampled_at, errors = self._report, self._sampled_at, self._errors
+            pools = self._pools
         yield CounterMetricFamily(
             "graphile_py_queue_sample_errors",
             "Queue samples that failed (the database did not answer).",
@@ -335,6 +358,32 @@ class QueueSampler:
             oldest.add_metric([task], age.total_seconds() if age is not None else 0.0)
         yield depth
         yield oldest
+        if pools is not None:
+            yield GaugeMetricFamily(
+                "graphile_py_pools_alive",
+                "Registered worker pools whose heartbeat is on time, at the latest sample.",
+                value=pools[0],
+            )
+            yield GaugeMetricFamily(
+                "graphile_py_pools_overdue",
+                "Registered pools whose heartbeat is late and that no pool has declared"
+                " lost yet (frozen or dead, jobs still held), at the latest sample.",
+                value=pools[1],
+            )
+
+
+def _count_pools(utils: WorkerUtils) -> tuple[int, int] | None:
+    """``(alive, overdue)`` registered pools, or None when the side schema is missing."""
+    from graphile_py.admin.pools import count_pools
+    from graphile_py.db.side_views import NOT_INSTALLED
+    from graphile_py.errors import DatabaseError
+
+    try:
+        return count_pools(utils)
+    except DatabaseError as exc:
+        if exc.sqlstate in NOT_INSTALLED:
+            return None
+        raise
 
 
 def conninfo_with_statement_timeout(conninfo: str, seconds: float) -> str:
