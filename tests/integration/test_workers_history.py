@@ -31,7 +31,7 @@ from tests.support.side_rows import (
     register_pool,
     side_identifier,
 )
-from tests.support.workers import claim_like_a_worker, jobs_rows
+from tests.support.workers import claim_like_a_worker, jobs_rows, running_pool, wait_for
 
 OVERDUE, LOST = "pool-overdue", "pool-lost"
 OLD_LOST, STOPPED = "pool-old", "pool-stopped"
@@ -279,3 +279,45 @@ def test_inspector_reads_pools(db: TestDatabase, utils: WorkerUtils, pools: int)
     report = Inspector(utils).workers()
     assert report.count(PoolState.OVERDUE) == 1 and report.count(PoolState.STOPPED) == 0
     assert [holder.pool_id for holder in report.unregistered] == [NODE]
+
+
+# -- with a real pool -------------------------------------------------------------------------
+
+
+def test_a_real_pools_attempts_their_timeline_and_a_replay(
+    db: TestDatabase, utils: WorkerUtils
+) -> None:
+    runs: list[dict[str, Any]] = []
+
+    def flaky(payload: Any, helpers: Any) -> None:
+        runs.append(payload)
+        if len(runs) <= 2:
+            raise RuntimeError(f"attempt {len(runs)} failed")
+
+    def failures(n: int) -> bool:
+        rows = jobs_rows(db)
+        return len(runs) == n and bool(rows) and rows[0]["locked_at"] is None
+
+    job = utils.add_job("flaky", {"to": "ops"}, max_attempts=5, priority=2)
+    with running_pool(db, {"flaky": flaky}, history=True, poll_interval=0.2) as pool:
+        for n in (1, 2):
+            wait_for(lambda n=n: failures(n), timeout=20)
+            utils.reschedule_jobs([job.id], run_at=datetime.now(UTC))  # skip the backoff
+        wait_for(lambda: len(runs) == 3 and not jobs_rows(db), timeout=20)
+
+        shown = _cli(db, "jobs show", str(job.id), "--json").json()
+        assert shown["exists"] is False
+        assert [(a["attempt"], a["outcome"], a["error"]) for a in shown["attempts"]] == [
+            (1, "failure", "attempt 1 failed"),
+            (2, "failure", "attempt 2 failed"),
+            (3, "success", None),
+        ]
+        assert {a["pool_id"] for a in shown["attempts"]} == {pool.id}
+        history = _cli(db, "jobs history", "--task", "flaky", "--json").json()
+        assert [a["outcome"] for a in history["attempts"]] == ["success", "failure", "failure"]
+        assert pool.id in _cli(db, "workers").stdout
+
+        replayed = _cli(db, "jobs replay", str(job.id), "--json").json()
+        assert replayed["source"] == "history" and replayed["job"]["payload"] == {"to": "ops"}
+        wait_for(lambda: len(runs) == 4, timeout=20)
+    assert runs == [{"to": "ops"}] * 4
