@@ -412,6 +412,8 @@ class Bench:
         self.node_env = {**os.environ, "NO_LOG_SUCCESS": "1"}
         self.seq = 0
         self.py_batching = self._py_batching_supported()
+        # The history needs the side schema, which only graphile-py's migrate installs.
+        self.py_history = self._py_history_supported() and args.schema_from == "py"
         self.procs: list[Proc] = []
 
     @staticmethod
@@ -420,6 +422,12 @@ class Bench:
 
         names = {field.name for field in dataclasses.fields(WorkerOptions)}
         return {"local_queue_size", "complete_job_batch_delay", "fail_job_batch_delay"} <= names
+
+    @staticmethod
+    def _py_history_supported() -> bool:
+        from graphile_py import WorkerOptions
+
+        return "history" in {field.name for field in dataclasses.fields(WorkerOptions)}
 
     def close(self) -> None:
         for proc in self.procs:
@@ -437,7 +445,9 @@ class Bench:
 
     # -- processes ---------------------------------------------------------------------
 
-    def spawn_worker(self, runtime: str, dsn: str, *, concurrency: int, batched: bool) -> Proc:
+    def spawn_worker(
+        self, runtime: str, dsn: str, *, concurrency: int, batched: bool, history: bool = False
+    ) -> Proc:
         tag = self._tag(f"{runtime}-worker")
         ids_file = self.logdir / f"{tag}.ids"
         if runtime == "py":
@@ -447,6 +457,7 @@ class Bench:
                 concurrency=concurrency,
                 max_pool_size=self.args.max_pool_size,
                 batched=batched,
+                history=history,
                 ids_file=str(ids_file),
             )
             proc = Proc(
@@ -516,12 +527,28 @@ class Bench:
     # -- drain -------------------------------------------------------------------------
 
     def drain(
-        self, runtime: str, *, processes: int, batched: bool, n: int, waiting: int = 0
+        self,
+        runtime: str,
+        *,
+        processes: int,
+        batched: bool,
+        n: int,
+        waiting: int = 0,
+        history: bool = False,
     ) -> DrainResult:
-        """Workers ready and idle, then N jobs committed at once; time until all are gone."""
+        """Workers ready and idle, then N jobs committed at once; time until all are gone.
+
+        ``history``: graphile-py's workers record every attempt in the job history.
+        """
         with self.db.scenario(waiting) as dsn:
             workers = [
-                self.spawn_worker(runtime, dsn, concurrency=self.args.concurrency, batched=batched)
+                self.spawn_worker(
+                    runtime,
+                    dsn,
+                    concurrency=self.args.concurrency,
+                    batched=batched,
+                    history=history,
+                )
                 for _ in range(processes)
             ]
             try:
@@ -1071,6 +1098,16 @@ def run_main(bench: Bench, args: argparse.Namespace) -> str:
             "",
             True,
         )
+    # The job history's cost: graphile-py with history on, beside Node's same drain.
+    history_drains = [(1, False), (1, True)]
+    for procs, batched in history_drains:
+        row(
+            f"drain-{procs}-{batched}-history",
+            f"drain {n:,} no-op jobs, {procs} process, {'batched' if batched else 'defaults'},"
+            " graphile-py with history on (Node: the row above without it) (jobs/s)",
+            "",
+            True,
+        )
     lat_keys = ("min", "p50", "p95", "p99", "max")
     for key in lat_keys:
         row(f"lat-{key}", f"latency add_job → task start, {key} (ms)", "", False)
@@ -1088,23 +1125,28 @@ def run_main(bench: Bench, args: argparse.Namespace) -> str:
     if not bench.py_batching:
         for procs in (1, 2):
             rows[f"drain-{procs}-True"].note["py"] = "n/a (not supported)"
+        rows["drain-1-True-history"].note["py"] = "n/a (not supported)"
         r_rss_b.note["py"] = "n/a (not supported)"
+    if not bench.py_history:
+        for procs, batched in history_drains:
+            rows[f"drain-{procs}-{batched}-history"].note["py"] = "n/a (not supported)"
 
     for rep in range(repeats):
         order = RUNTIMES if rep % 2 == 0 else tuple(reversed(RUNTIMES))
         log(f"repeat {rep + 1}/{repeats} (order: {', '.join(order)})")
-        for runtime in order:
-            rate = bench.enqueue(runtime, "bulk", n)
-            r_bulk.values[runtime].append(rate)
-            log(f"  {runtime}: bulk enqueue {rate:,.0f} jobs/s")
-        for runtime in order:
-            rate = bench.enqueue(runtime, "one", one_n)
-            r_one.values[runtime].append(rate)
-            log(f"  {runtime}: one-by-one enqueue {rate:,.0f} jobs/s")
-            if runtime == "py":
-                rate = bench.enqueue(runtime, "utils", one_n)
-                log(f"  {runtime}: one-by-one enqueue via WorkerUtils {rate:,.0f} jobs/s")
-            r_utils.values[runtime].append(rate)
+        if not args.drain_only:
+            for runtime in order:
+                rate = bench.enqueue(runtime, "bulk", n)
+                r_bulk.values[runtime].append(rate)
+                log(f"  {runtime}: bulk enqueue {rate:,.0f} jobs/s")
+            for runtime in order:
+                rate = bench.enqueue(runtime, "one", one_n)
+                r_one.values[runtime].append(rate)
+                log(f"  {runtime}: one-by-one enqueue {rate:,.0f} jobs/s")
+                if runtime == "py":
+                    rate = bench.enqueue(runtime, "utils", one_n)
+                    log(f"  {runtime}: one-by-one enqueue via WorkerUtils {rate:,.0f} jobs/s")
+                r_utils.values[runtime].append(rate)
         for procs, batched in drains:
             for runtime in order:
                 if batched and runtime == "py" and not bench.py_batching:
@@ -1123,6 +1165,29 @@ def run_main(bench: Bench, args: argparse.Namespace) -> str:
                     f" {result.rate:,.0f} jobs/s ({result.seconds:.2f}s, RSS"
                     f" {result.rss_mb:.0f} MB, exactly once: {result.exactly_once})"
                 )
+                if (procs, batched) in history_drains:
+                    history_row = rows[f"drain-{procs}-{batched}-history"]
+                    if runtime == "node":
+                        # Node has no job history: its row is the same run as above.
+                        history_row.values["node"].append(result.rate)
+                    elif "py" not in history_row.note:
+                        result = bench.drain(
+                            "py", processes=procs, batched=batched, n=n, history=True
+                        )
+                        history_row.values["py"].append(result.rate)
+                        checked["py"] += 1
+                        if not result.exactly_once:
+                            exact["py"].append(
+                                f"{procs}p/{'batched' if batched else 'defaults'}/history:"
+                                f" {result.problem}"
+                            )
+                        log(
+                            f"  py: drain {procs}p {'batched' if batched else 'defaults'}"
+                            f" history on {result.rate:,.0f} jobs/s ({result.seconds:.2f}s,"
+                            f" exactly once: {result.exactly_once})"
+                        )
+        if args.drain_only:
+            continue
         for runtime in order:
             lats = bench.latency(runtime, samples=args.latency_samples)
             stats = {
@@ -1147,6 +1212,28 @@ def run_main(bench: Bench, args: argparse.Namespace) -> str:
             rate = bench.db_ceiling(batch=batch, clients=clients, n=n)
             ceilings[batch].append(rate)
             log(f"  database alone, {batch} per claim, {clients} clients: {rate:,.0f} jobs/s")
+
+    history_lines = []
+    for procs, batched in history_drains:
+        on = rows[f"drain-{procs}-{batched}-history"].values["py"]
+        off = rows[f"drain-{procs}-{batched}"].values["py"]
+        if on and off:
+            history_lines.append(
+                f"- {procs} process, {'batched' if batched else 'defaults'}: history on / off"
+                f" = {median(on) / median(off):.3f} (median of each;"
+                f" {median(on):,.0f} / {median(off):,.0f} jobs/s)"
+            )
+    history_text = (
+        "\n\n### The job history's cost\n\n" + "\n".join(history_lines) if history_lines else ""
+    )
+    if args.drain_only:
+        ordered = [rows[f"drain-{p}-{b}"] for p, b in drains]
+        ordered += [rows[f"drain-{p}-{b}-history"] for p, b in history_drains]
+        ordered += [r_rss, r_rss_b, _exactly_once_row(checked, exact)]
+        table = markdown_table(ordered)
+        if any(exact.values()):
+            table += "\n\n**EXACTLY-ONCE CHECK FAILED** — see the row above."
+        return table + history_text
 
     ceiling = {False: ceilings[1], True: ceilings[500]}
     frac_lines = [
@@ -1175,19 +1262,30 @@ def run_main(bench: Bench, args: argparse.Namespace) -> str:
         f" {len(ceiling[False])} run(s) interleaved with the others."
     )
 
-    exact_row = Row("each job ran exactly once (checked per drain run)", "", True)
-    for runtime in RUNTIMES:
-        exact_row.note[runtime] = (
-            f"yes, {checked[runtime]}/{checked[runtime]} runs"
-            if not exact[runtime]
-            else "NO: " + "; ".join(exact[runtime])
-        )
+    exact_row = _exactly_once_row(checked, exact)
     ordered = [r_bulk, r_one, r_utils] + [rows[f"drain-{p}-{b}"] for p, b in drains]
+    ordered += [rows[f"drain-{p}-{b}-history"] for p, b in history_drains]
     ordered += [rows[f"lat-{k}"] for k in lat_keys] + [r_ss, r_rss, r_rss_b, exact_row]
     table = markdown_table(ordered)
     if any(exact.values()):
         table += "\n\n**EXACTLY-ONCE CHECK FAILED** — see the row above."
-    return table + "\n\n### Throughput as a fraction of the database alone\n\n" + frac_table
+    return (
+        table
+        + history_text
+        + "\n\n### Throughput as a fraction of the database alone\n\n"
+        + frac_table
+    )
+
+
+def _exactly_once_row(checked: dict[str, int], exact: dict[str, list[str]]) -> Row:
+    row = Row("each job ran exactly once (checked per drain run)", "", True)
+    for runtime in RUNTIMES:
+        row.note[runtime] = (
+            f"yes, {checked[runtime]}/{checked[runtime]} runs"
+            if not exact[runtime]
+            else "NO: " + "; ".join(exact[runtime])
+        )
+    return row
 
 
 # --------------------------------------------------------------------------------------
@@ -1436,6 +1534,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="analyze",
         action="store_false",
         help="do not ANALYZE the jobs table in the transaction that adds the jobs to drain",
+    )
+    parser.add_argument(
+        "--drain-only",
+        action="store_true",
+        help="measure only the drain rows (with and without graphile-py's job history)",
     )
     parser.add_argument(
         "--scale", action="store_true", help="run the scale curve instead of the main table"

@@ -2,7 +2,8 @@
 
 Usage: python py_worker.py <config.json>
 
-Config keys: "dsn", "concurrency", "max_pool_size", "batched" (bool), "ids_file".
+Config keys: "dsn", "concurrency", "max_pool_size", "batched" (bool), "history" (bool:
+record every attempt in the job history), "ids_file".
 
 The process builds a WorkerPool with two tasks, starts it, waits until its LISTEN
 connection is up and prints "READY". It stops gracefully when stdin has a "stop" line or
@@ -62,6 +63,8 @@ def main() -> int:
             "complete_job_batch_delay": 0.0,
             "fail_job_batch_delay": 0.0,
         }
+    if config.get("history"):
+        extra["history"] = True
     options = WorkerOptions(
         concurrency=int(config["concurrency"]),
         max_pool_size=int(config["max_pool_size"]),
