@@ -25,7 +25,10 @@ __all__ = ["add_job_command", "cleanup", "unlock"]
 def _utils(settings: Settings) -> Iterator[WorkerUtils]:
     with failures(), database(settings) as conninfo:
         utils = WorkerUtils(
-            conninfo, schema=settings.worker.schema, use_node_time=settings.worker.use_node_time
+            conninfo,
+            schema=settings.worker.schema,
+            side_schema=settings.worker.side_schema,
+            use_node_time=settings.worker.use_node_time,
         )
         with utils:
             yield utils

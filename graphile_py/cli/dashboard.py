@@ -110,7 +110,11 @@ def dashboard(
         failures(),
         database(settings) as conninfo,
         WorkerUtils(
-            conninfo, schema=settings.worker.schema, max_pool_size=8, run_migrations=False
+            conninfo,
+            schema=settings.worker.schema,
+            side_schema=settings.worker.side_schema,
+            max_pool_size=8,
+            run_migrations=False,
         ) as utils,
     ):
         inspector = Inspector(utils)
