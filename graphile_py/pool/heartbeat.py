@@ -238,6 +238,9 @@ class Heartbeat:
 
     def deregister(self) -> None:
         """After a clean shutdown (and :meth:`stop`): mark the pool stopped, close up."""
+        if not self._registered:
+            self._close()
+            return
         try:
             succeeded, failed = self._counters()
             done = self._statements.deregister(

@@ -192,6 +192,7 @@ def test_without_the_side_schema_a_pool_warns_once_and_runs(
     warnings = [m for m in caplog.messages if "runs without heartbeats" in m]
     assert len(warnings) == 1, caplog.messages
     assert "4-hour" in warnings[0]
+    assert not any("deregister" in m for m in caplog.messages), caplog.messages
 
 
 def test_a_run_once_pool_registers_and_deregisters(db: TestDatabase) -> None:
