@@ -112,6 +112,7 @@ class ClaimLoop:
 
         def register() -> dict[int, str]:
             with self.connection() as conn:
+                self.outcomes.check_history(conn)  # history on needs its table: say so now
                 return self.statements.register_task_identifiers(conn, list(self.tasks))
 
         self._identifier_by_task_id = with_retries(
@@ -309,6 +310,8 @@ class ClaimLoop:
                         forbidden_flags=flags,
                         now=now,
                         identifiers=self._identifier_by_task_id,
+                        history=self.outcomes.history,
+                        started_at=outcome.started_at,
                     )
                 else:
                     with (
@@ -377,7 +380,7 @@ class ClaimLoop:
         )
         logger.error("Failing job %s (%s): %s", job.id, job.task_identifier, message)
         try:
-            self.outcomes.fail_now(job, message)
+            self.outcomes.fail_now(job, message, started_at=active.started_at)
         except GraphileError as exc:
             logger.error("Could not fail timed-out job %s: %s", job.id, exc)
         error = TimeoutError(message)

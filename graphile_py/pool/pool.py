@@ -32,7 +32,7 @@ from graphile_py.pool.execution import EventLoopThread
 from graphile_py.pool.heartbeat import EXIT_FENCED, Heartbeat
 from graphile_py.pool.listener import Listener
 from graphile_py.pool.options import WorkerOptions
-from graphile_py.pool.outcomes import OutcomeWriter
+from graphile_py.pool.outcomes import OutcomeWriter, history_for
 from graphile_py.pool.shutdown import StopRequest, finish_jobs
 from graphile_py.pool.sweeper import sweep_stale_locks
 from graphile_py.tasks import TaskFunction, TaskRegistry, validate_task_map
@@ -94,6 +94,7 @@ class WorkerPool:
                 complete_delay=self.options.complete_job_batch_delay,
                 fail_delay=self.options.fail_job_batch_delay,
                 on_batch_failure=self._batch_failed,
+                history=history_for(self.options),
             ),
             loop=self._loop,
             stopping=self._stopping,
