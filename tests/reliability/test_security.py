@@ -285,9 +285,11 @@ def test_a_schema_name_with_a_percent_sign_works(
         migrate(conn, schema=schema)
         add_job(conn, "t", {"n": 1}, schema=schema)
         names = conn.execute(
-            "select nspname from pg_namespace where nspname like 'gw%%'"
+            "select nspname from pg_namespace where nspname like 'gw%%' order by nspname"
         ).fetchall()
-    assert names == [(schema,)]
+    # The worker schema and its side schema (side_schema_for: the name + "_py"), each
+    # exactly as given: no "%" doubled or lost on the way.
+    assert names == [(schema,), (f"{schema}_py",)]
     seen = Recorder()
     make_pool(target, {"t": lambda p, h: seen.add(p)}, once=True).run()
     assert seen.items == [{"n": 1}]
