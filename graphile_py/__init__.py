@@ -22,6 +22,7 @@ from graphile_py.admin.worker_utils import CLEANUP_TASKS, CleanupTask, LockHolde
 from graphile_py.db.migrate import MigrationReport, latest_known_migration, migrate
 from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
 from graphile_py.errors import (
+    EXIT_FENCED,
     EXIT_INCOMPATIBLE_SCHEMA,
     ConfigurationError,
     ConnectError,
@@ -49,6 +50,7 @@ from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_
 
 __all__ = [
     "CLEANUP_TASKS",
+    "EXIT_FENCED",
     "EXIT_INCOMPATIBLE_SCHEMA",
     "CleanupTask",
     "CombinedEvents",

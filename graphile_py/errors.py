@@ -27,6 +27,7 @@ the default message of its exception.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_FENCED",
     "EXIT_INCOMPATIBLE_SCHEMA",
     "ConfigurationError",
     "ConnectError",
@@ -49,6 +50,10 @@ __all__ = [
 #: Process exit status when the database schema is newer than this worker supports
 #: (graphile-worker uses the same number).
 EXIT_INCOMPATIBLE_SCHEMA = 57
+
+#: Process exit status of a pool that fenced itself: it may have been declared lost, so
+#: it stopped and its supervisor should start it again (sysexits' EX_TEMPFAIL).
+EXIT_FENCED = 75
 
 
 class GraphileError(Exception):

@@ -30,15 +30,12 @@ from graphile_py.db.registry import LostPool, PoolRegistration, RegistryStatemen
 from graphile_py.db.retry import backoff_delay, with_retries
 from graphile_py.db.side_schema import side_schema_ready
 from graphile_py.db.translate import map_db_errors
-from graphile_py.errors import GraphileError
+from graphile_py.errors import EXIT_FENCED, GraphileError
 from graphile_py.pool.options import WorkerOptions
 
-__all__ = ["EXIT_FENCED", "Heartbeat", "graphile_py_version"]
+__all__ = ["Heartbeat", "graphile_py_version"]
 
 logger = logging.getLogger("graphile_py.heartbeat")
-
-#: Exit status of a pool that fenced itself (sysexits' EX_TEMPFAIL: restart it).
-EXIT_FENCED = 75
 
 _INSUFFICIENT_PRIVILEGE = "42501"
 # The first reconnect waits about this long; later ones back off up to the interval.

@@ -24,12 +24,12 @@ from psycopg_pool import ConnectionPool
 
 from graphile_py.db import map_db_errors, statements_for
 from graphile_py.db.lease import ConnectionLease
-from graphile_py.errors import EXIT_INCOMPATIBLE_SCHEMA, WorkerError
+from graphile_py.errors import EXIT_FENCED, EXIT_INCOMPATIBLE_SCHEMA, WorkerError
 from graphile_py.events import guarded
 from graphile_py.jobs import Job
 from graphile_py.pool.claim_loop import ClaimLoop
 from graphile_py.pool.execution import EventLoopThread
-from graphile_py.pool.heartbeat import EXIT_FENCED, Heartbeat
+from graphile_py.pool.heartbeat import Heartbeat
 from graphile_py.pool.listener import Listener
 from graphile_py.pool.options import WorkerOptions
 from graphile_py.pool.outcomes import OutcomeWriter, history_for

@@ -16,10 +16,9 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from graphile_py import JobSpec, WorkerEvents, add_jobs
+from graphile_py import EXIT_FENCED, JobSpec, WorkerEvents, add_jobs
 from graphile_py.db.side_schema import side_schema_for
 from graphile_py.events import PoolView
-from graphile_py.pool.heartbeat import EXIT_FENCED
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows, make_pool, queue_rows, running_pool, wait_for
 

@@ -32,9 +32,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from graphile_py import JobSpec, add_jobs
+from graphile_py import EXIT_FENCED, JobSpec, add_jobs
 from graphile_py.db.side_schema import side_schema_for
-from graphile_py.pool.heartbeat import EXIT_FENCED
 from tests.reliability.helpers import WorkerProcess, create_executions_table, executions
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows, wait_for
