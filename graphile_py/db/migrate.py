@@ -30,6 +30,7 @@ from graphile_py.db.translate import translate_error
 from graphile_py.errors import (
     ConfigurationError,
     DatabaseError,
+    GraphileError,
     IncompatibleSchema,
     LockedJobsBlockMigration,
     MigrationError,
@@ -44,6 +45,7 @@ MIN_SERVER_VERSION_NUM = 120000
 
 # SQLSTATEs that mean another process created the same thing first.
 _CLASH_CODES = frozenset({"23505", "42P06", "42P07", "42710"})
+_INSUFFICIENT_PRIVILEGE = "42501"
 # SQLSTATEs of the probe that mean the migrations table (or its breaking column) is missing.
 _NOT_INSTALLED_CODES = frozenset({"42P01", "42703"})
 
@@ -129,7 +131,7 @@ def migrate(
     with _autocommit(conn):
         worker = _migrate_track(conn, worker_track, target)
         # The side schema is checked only once the worker schema is known to be usable.
-        side_outcome = _migrate_track(conn, side_track, None)
+        side_outcome = _migrate_side_track(conn, side_track)
     return MigrationReport(
         previous=worker.previous,
         applied=worker.applied,
@@ -164,6 +166,27 @@ def _migrate_track(conn: psycopg.Connection[Any], track: _Track, target: int | N
             logger.info("Migrations complete")
     warnings = _version_guard(track, latest, latest_breaking, known[-1].number)
     return _Outcome(latest, tuple(applied), tuple(skipped), warnings)
+
+
+def _migrate_side_track(conn: psycopg.Connection[Any], track: _Track) -> _Outcome:
+    """The side schema's migrations; a role that may not create it gets a warning only.
+
+    The worker schema is what enqueueing and Node need, and a DBA may have created it for
+    an application role that has no CREATE on the database: that role must keep working.
+    Its pools then run without heartbeats and history (they say so), under the 4-hour rule.
+    """
+    try:
+        return _migrate_track(conn, track, None)
+    except GraphileError as exc:
+        if exc.sqlstate != _INSUFFICIENT_PRIVILEGE:
+            raise
+        warning = (
+            f"Could not install graphile-py's side schema {track.schema!r}: {exc}. Heartbeats,"
+            " rescue of lost pools and the job history stay off until a role that may create"
+            " it (CREATE on the database) runs 'graphile-py migrate'."
+        )
+        logger.warning("%s", warning)
+        return _Outcome(None, (), (), (warning,))
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from graphile_py.db.side_schema import (
     side_schema_for,
     side_schema_ready,
 )
-from tests.support import TestDatabase
+from tests.support import TestDatabase, unique_name
 
 
 def side_of(database: TestDatabase) -> str:
@@ -252,3 +252,60 @@ def test_a_database_without_the_side_schema_still_works(db: TestDatabase) -> Non
             sql.SQL("select count(*) from {}.jobs").format(sql.Identifier(db.schema))
         ).fetchone()
     assert left == (0,) and job.id is not None
+
+
+def test_a_role_that_may_not_create_schemas_still_migrates_and_runs(
+    db: TestDatabase, worker_schema: str
+) -> None:
+    """The worker schema was installed (before graphile-py had a side schema) by an admin
+    for an application role without CREATE on the database. After the upgrade the role's
+    migrate() warns about the side schema instead of failing, and its pool runs jobs
+    (without heartbeats, under the 4-hour rule)."""
+    drop_side_schema(db)
+    role = unique_name("gpy_app").lower()
+    with psycopg.connect(db.dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+        # The role owns the queue, as after an install it ran while it still had CREATE
+        # (graphile-worker's tables have row security that only their owner bypasses).
+        body = (
+            "do $$ declare item record; begin"
+            " execute format('alter schema %s owner to %I', {schema}, {role});"
+            " for item in select c.oid::regclass as name, c.relkind from pg_class c"
+            " where c.relnamespace = {schema}::regnamespace and c.relkind in ('r', 'v') loop"
+            " execute format('alter %s %s owner to %I', case item.relkind when 'r'"
+            " then 'table' else 'view' end, item.name, {role}); end loop;"
+            " for item in select p.oid::regprocedure as name from pg_proc p"
+            " where p.pronamespace = {schema}::regnamespace loop"
+            " execute format('alter routine %s owner to %I', item.name, {role});"
+            " end loop; end $$"
+        )
+        admin.execute(
+            sql.SQL(body).format(
+                schema=sql.Literal(sql.Identifier(worker_schema).as_string(None)),
+                role=sql.Literal(role),
+            )
+        )
+    try:
+        conninfo = psycopg.conninfo.make_conninfo(db.dsn, user=role)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            report = migrate(conn, schema=worker_schema)
+            add_job(conn, "t", {"n": 1}, schema=worker_schema)
+        assert (report.applied, report.side_applied) == ((), ())
+        assert any("Could not install graphile-py's side schema" in w for w in report.warnings)
+        with psycopg.connect(db.dsn) as conn:
+            assert not side_schema_ready(conn, side_of(db))
+        seen: list[Any] = []
+        pool = WorkerPool(
+            {"t": lambda payload, helpers: seen.append(payload)},
+            conninfo=conninfo,
+            options=WorkerOptions(schema=worker_schema),
+            once=True,
+        )
+        assert pool.run() == 0
+        assert seen == [{"n": 1}]
+    finally:
+        with psycopg.connect(db.dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop owned by {} cascade").format(sql.Identifier(role)))
+        other = psycopg.conninfo.make_conninfo(db.dsn, dbname="postgres")
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
