@@ -13,7 +13,14 @@ import click
 
 from graphile_py.admin.views import PoolOut
 from graphile_py.admin.worker_utils import CLEANUP_TASKS, WorkerUtils
-from graphile_py.cli.common import connection_options, database, fail, failures, settings_from
+from graphile_py.cli.common import (
+    CONNECTION_SETTINGS,
+    connection_options,
+    database,
+    fail,
+    failures,
+    settings_from,
+)
 from graphile_py.cli.group import main
 from graphile_py.jobs import JOB_KEY_MODES
 from graphile_py.settings import Settings
@@ -64,7 +71,7 @@ def add_job_command(
     **options: Any,
 ) -> None:
     """Add one job for TASK and print it as JSON."""
-    connection = {key: options.pop(key) for key in ("database_url", "worker_schema", "embedded")}
+    connection = {key: options.pop(key) for key in CONNECTION_SETTINGS}
     settings = settings_from(ctx, config_file, connection)
     try:
         value = json.loads(payload) if payload is not None else None
