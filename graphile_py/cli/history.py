@@ -13,11 +13,18 @@ from typing import Any
 import click
 
 from graphile_py.admin.history import HistoryFilter, Outcome
-from graphile_py.admin.records import MAX_LIST_LIMIT, JobState
+from graphile_py.admin.records import JobState
 from graphile_py.admin.views import AttemptListOut, ReplayOut
 from graphile_py.cli import tables
 from graphile_py.cli.common import connection_options, fail
-from graphile_py.cli.ops import JOB_ID, echo_out, jobs_group, json_option, open_inspector
+from graphile_py.cli.ops import (
+    JOB_ID,
+    echo_out,
+    jobs_group,
+    json_option,
+    open_inspector,
+    page_options,
+)
 from graphile_py.cli.times import parse_duration, parse_time
 
 __all__ = ["history", "replay"]
@@ -40,20 +47,7 @@ __all__ = ["history", "replay"]
     help="Only attempts finished since then: a duration ago (30m, 2h, 1d) or an ISO 8601 time.",
 )
 @click.option("--job", "job_id", type=JOB_ID, default=None, help="Only attempts of this job.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, MAX_LIST_LIMIT),
-    default=100,
-    show_default=True,
-    help="At most this many attempts.",
-)
-@click.option(
-    "--before-id",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="ID",
-    help="Only attempts with a smaller id (the next page: the last id shown).",
-)
+@page_options("attempts")
 @json_option
 @click.pass_context
 def history(

@@ -60,6 +60,28 @@ def json_option(function: F) -> F:
     )
 
 
+def page_options(things: str) -> Callable[[F], F]:
+    """``--limit`` and ``--before-id``: one page of a newest-first listing of ``things``."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--before-id",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="ID",
+            help=f"Only {things} with a smaller id (the next page: the last id shown).",
+        )(function)
+        return click.option(
+            "--limit",
+            type=click.IntRange(1, MAX_LIST_LIMIT),
+            default=100,
+            show_default=True,
+            help=f"At most this many {things}.",
+        )(function)
+
+    return decorate
+
+
 @contextmanager
 def open_inspector(
     ctx: click.Context, config_file: Path | None, flags: dict[str, Any]
@@ -126,20 +148,7 @@ def jobs_group() -> None:
     help="Only jobs in this state.",
 )
 @click.option("--key", default=None, help="Only the job with this job key.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, MAX_LIST_LIMIT),
-    default=100,
-    show_default=True,
-    help="At most this many jobs.",
-)
-@click.option(
-    "--before-id",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="ID",
-    help="Only jobs with a smaller id (the next page: the last id shown).",
-)
+@page_options("jobs")
 @json_option
 @click.pass_context
 def list_jobs(
