@@ -41,11 +41,24 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("program assembly", ["graphile_py.runner", "graphile_py.settings"]),
+    # Integrations with other people's frameworks (Django, SQLAlchemy, FastAPI, pytest,
+    # OpenTelemetry): each its own wing on top of the library, never imported by it.
+    (
+        "integrations",
+        [
+            "graphile_py.contrib.django",
+            "graphile_py.contrib.sqlalchemy",
+            "graphile_py.contrib.fastapi",
+            "graphile_py.contrib.pytest",
+            "graphile_py.contrib.otel",
+            "graphile_py.contrib",
+        ],
+    ),
     ("cli", ["graphile_py.cli", "graphile_py.__main__", "graphile_py"]),
 ]
 
 #: The only modules that assemble a program, and so the only ones that may import an extra.
-EXTRA_IMPORTERS = ("graphile_py.cli", "graphile_py.runner", "graphile_py")
+EXTRA_IMPORTERS = ("graphile_py.cli", "graphile_py.runner", "graphile_py", "graphile_py.contrib")
 EXTRAS = "graphile_py.extras"
 
 
@@ -203,7 +216,8 @@ def test_importing_the_package_loads_no_extra_and_no_cron() -> None:
     code = (
         "import sys, graphile_py, graphile_py.cli\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(('graphile_py.extras',"
-        " 'graphile_py.cron', 'fastapi', 'prometheus_client', 'json5')))\n"
+        " 'graphile_py.contrib', 'graphile_py.cron', 'fastapi', 'prometheus_client', 'json5',"
+        " 'django', 'sqlalchemy', 'opentelemetry', 'pydantic.v1')))\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE_ROOT.parent)
