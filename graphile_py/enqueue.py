@@ -29,6 +29,7 @@ from graphile_py.jobs import (
     JobSpec,
     check_job_key_mode,
     check_run_at,
+    check_text,
     encode_payload,
     encode_payloads,
 )
@@ -281,6 +282,15 @@ def _check_spec(spec: JobSpec) -> None:
             raise JobRejected(f"{name} contains a NUL character, which PostgreSQL cannot store")
     if isinstance(flags, list | tuple) and any(isinstance(f, str) and "\x00" in f for f in flags):
         raise JobRejected("flags contain a NUL character, which PostgreSQL cannot store")
+    for name, value in (
+        ("the task identifier", identifier),
+        ("queue_name", queue_name),
+        ("job_key", job_key),
+    ):
+        check_text(name, value)
+    if isinstance(flags, list | tuple):
+        for index, flag in enumerate(flags):
+            check_text(f"flags[{index}]", flag)
     if flags is not None and (
         isinstance(flags, str | bytes) or not all(isinstance(flag, str) for flag in flags)  # type: ignore[attr-defined]
     ):

@@ -19,6 +19,7 @@ __all__ = [
     "JsonValue",
     "check_job_key_mode",
     "check_run_at",
+    "check_text",
     "client_time_defaults",
     "encode_payload",
     "encode_payloads",
@@ -151,11 +152,13 @@ def client_time_defaults(
     return stamped, [spec if spec.run_at else replace(spec, run_at=now) for spec in specs]
 
 
-def encode_payload(payload: object, *, max_bytes: int | None = None) -> str:
+def encode_payload(payload: object, *, max_bytes: int | None = None, where: str = "payload") -> str:
     """Serialise ``payload`` as compact JSON, as Node's ``JSON.stringify`` would.
 
     ``None`` becomes ``{}`` (graphile-worker's default). Anything that is not plain JSON
-    (sets, dates, NaN, objects) is refused here, before the database is touched.
+    (sets, dates, NaN, objects) is refused here, before the database is touched, and so
+    is text that is not valid Unicode (a lone surrogate, such as half an emoji): see
+    :func:`check_text`. ``where`` names the payload in messages.
     """
     if payload is None:
         return "{}"
@@ -168,13 +171,14 @@ def encode_payload(payload: object, *, max_bytes: int | None = None) -> str:
             default=_refuse,
         )
     except (TypeError, ValueError) as exc:
-        raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
+        raise PayloadError(f"{where} is not JSON-serialisable: {exc}") from exc
     except RecursionError as exc:
-        raise PayloadError("payload is not JSON-serialisable: it is nested too deeply") from exc
-    if max_bytes is not None:
-        size = len(text.encode("utf-8"))
-        if size > max_bytes:
-            raise PayloadError(f"payload is {size} bytes of JSON, over the limit of {max_bytes}")
+        raise PayloadError(f"{where} is not JSON-serialisable: it is nested too deeply") from exc
+    # isascii() is O(1) in CPython: plain ASCII text cannot hold a surrogate, so only
+    # other text pays for the check (one UTF-8 encode, the size check's anyway).
+    size = len(text) if text.isascii() else _utf8_size(text, payload, where)
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadError(f"{where} is {size} bytes of JSON, over the limit of {max_bytes}")
     return text
 
 
@@ -183,7 +187,8 @@ def encode_payloads(payloads: Sequence[object], *, max_bytes: int | None = None)
 
     One ``json.dumps`` call for the lot is several times cheaper than one per payload.
     When that fails, or the whole array is over ``max_bytes`` (so some payload might be),
-    each payload is encoded on its own, so that the error names the payload at fault.
+    or it is not valid Unicode, each payload is encoded on its own, so that the error
+    names the payload at fault (``specs[2].payload["name"]``).
     """
     try:
         text = json.dumps(
@@ -196,9 +201,93 @@ def encode_payloads(payloads: Sequence[object], *, max_bytes: int | None = None)
     except (TypeError, ValueError, RecursionError):
         pass
     else:
-        if max_bytes is None or len(text.encode("utf-8")) <= max_bytes:
+        if text.isascii():
+            size: int | None = len(text)
+        else:
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                size = None  # a lone surrogate somewhere: found and named below
+        if size is not None and (max_bytes is None or size <= max_bytes):
             return text
-    return "[" + ",".join(encode_payload(p, max_bytes=max_bytes) for p in payloads) + "]"
+    return (
+        "["
+        + ",".join(
+            encode_payload(p, max_bytes=max_bytes, where=f"specs[{index}].payload")
+            for index, p in enumerate(payloads)
+        )
+        + "]"
+    )
+
+
+def check_text(name: str, value: object) -> None:
+    """Refuse a string that is not valid Unicode, naming it (``name``) and the fix.
+
+    Python strings may hold lone surrogates (half of a UTF-16 pair, as browsers and
+    ``surrogateescape`` produce); they cannot be encoded as UTF-8, so PostgreSQL could
+    never receive them.
+    """
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise JobRejected(_surrogate_message(name, value, exc.start)) from None
+
+
+def _utf8_size(text: str, payload: object, where: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        pass
+    # Only now walk the payload, to name the string at fault.
+    found = _find_surrogate(payload, where, depth=0)
+    if found is None:  # pragma: no cover - the encode above found one
+        raise PayloadError(f"{where} is not valid Unicode")
+    path, text_at_fault, position = found
+    raise PayloadError(_surrogate_message(path, text_at_fault, position))
+
+
+def _find_surrogate(value: object, path: str, depth: int) -> tuple[str, str, int] | None:
+    """The first (path, text, index) of a string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        position = _surrogate_at(value)
+        return None if position is None else (path, value, position)
+    children: list[tuple[str, object]] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            position = _surrogate_at(key) if isinstance(key, str) else None
+            if position is not None:
+                return (f"a key of {path}", key, position)
+            children.append((f"{path}[{json.dumps(key)}]", item))
+    elif isinstance(value, list | tuple):
+        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    # json.dumps already refused deeper nesting; the bound only keeps this safe anyway.
+    for child_path, item in children if depth < 1000 else ():
+        found = _find_surrogate(item, child_path, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _surrogate_at(text: str) -> int | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _surrogate_message(name: str, text: str, position: int) -> str:
+    return (
+        f"{name} is not valid Unicode: it holds a lone surrogate"
+        f" ({ascii(text[position])[1:-1]} at character {position} of"
+        f" {json.dumps(text[:40])}{'...' if len(text) > 40 else ''}), half of a UTF-16"
+        " pair such as a broken emoji, which cannot be stored as UTF-8. Fix the text where"
+        " it comes from, or replace what cannot be encoded:"
+        ' text.encode("utf-8", "replace").decode("utf-8")'
+    )
 
 
 def _refuse(value: object) -> object:

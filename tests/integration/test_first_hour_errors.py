@@ -1,0 +1,152 @@
+"""The mistakes a first-time user makes get a clear error that names the problem and the fix.
+
+Every test here runs against the real PostgreSQL, and each one failed before its fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from graphile_py import (
+    GraphileError,
+    JobRejected,
+    JobSpec,
+    PayloadError,
+    WorkerUtils,
+    add_job,
+    add_job_async,
+    add_jobs,
+    add_jobs_async,
+)
+from graphile_py.cli import main
+from tests.support import TestDatabase
+from tests.support.workers import jobs_rows
+
+HALF_EMOJI = "\ud83d"  # the first half of 😀's UTF-16 pair, alone
+
+
+def _cli(db: TestDatabase, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [args[0], "-c", db.dsn, "-s", db.schema, *args[1:]])
+    return result.exit_code, result.output
+
+
+# -- 1. lone surrogates ----------------------------------------------------------------
+
+
+def _assert_surrogate_error(error: BaseException, path: str) -> None:
+    assert isinstance(error, GraphileError), repr(error)
+    message = str(error)
+    assert message.startswith(f"{path} is not valid Unicode: it holds a lone surrogate"), message
+    assert "\\ud83d" in message and 'encode("utf-8", "replace")' in message
+    assert not isinstance(error.__cause__, UnicodeEncodeError)
+
+
+def test_add_job_refuses_a_lone_surrogate_naming_its_path(db: TestDatabase) -> None:
+    payload = {"user": {"name": ["a", "b", "c", f"Smile {HALF_EMOJI}"]}}
+    with db.connect() as conn:
+        with pytest.raises(PayloadError) as info:
+            add_job(conn, "greet", payload, schema=db.schema)
+        _assert_surrogate_error(info.value, 'payload["user"]["name"][3]')
+        with pytest.raises(PayloadError) as info:
+            add_job(conn, "greet", {f"key{HALF_EMOJI}": 1}, schema=db.schema)
+        _assert_surrogate_error(info.value, "a key of payload")
+        with pytest.raises(PayloadError) as info:
+            add_job(conn, "greet", HALF_EMOJI, schema=db.schema)
+        _assert_surrogate_error(info.value, "payload")
+        # The connection is still usable: nothing was sent.
+        add_job(conn, "greet", {"name": "Smile 😀"}, schema=db.schema)
+    assert [row["payload"] for row in jobs_rows(db)] == [{"name": "Smile 😀"}]
+
+
+def test_add_jobs_names_the_spec_and_the_path(db: TestDatabase) -> None:
+    specs = [JobSpec("greet", {"n": 1}), JobSpec("greet", {"n": 2, "name": ["ok", HALF_EMOJI]})]
+    with db.connect() as conn, pytest.raises(PayloadError) as info:
+        add_jobs(conn, specs, schema=db.schema)
+    _assert_surrogate_error(info.value, 'specs[1].payload["name"][1]')
+    assert jobs_rows(db) == []
+
+
+def test_async_paths_refuse_a_lone_surrogate(db: TestDatabase) -> None:
+    async def both() -> list[BaseException]:
+        errors: list[BaseException] = []
+        async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+            for call in (
+                add_job_async(conn, "greet", {"name": HALF_EMOJI}, schema=db.schema),
+                add_jobs_async(conn, [JobSpec("greet", {"name": HALF_EMOJI})], schema=db.schema),
+            ):
+                try:
+                    await call
+                except BaseException as exc:
+                    errors.append(exc)
+        return errors
+
+    first, second = asyncio.run(both())
+    _assert_surrogate_error(first, 'payload["name"]')
+    _assert_surrogate_error(second, 'specs[0].payload["name"]')
+    assert jobs_rows(db) == []
+
+
+def test_worker_utils_and_the_cli_refuse_a_lone_surrogate(db: TestDatabase) -> None:
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        with pytest.raises(PayloadError) as info:
+            utils.add_job("greet", {"name": HALF_EMOJI})
+        _assert_surrogate_error(info.value, 'payload["name"]')
+        with pytest.raises(PayloadError):
+            utils.add_jobs([JobSpec("greet", [HALF_EMOJI])])
+    # The JSON escape on the command line decodes to the lone surrogate.
+    code, output = _cli(db, "add-job", "greet", "--payload", '{"name": "\\ud83d"}')
+    assert code == 1, output
+    assert 'payload["name"] is not valid Unicode' in output and "Traceback" not in output
+    assert jobs_rows(db) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "options", "spec"),
+    [
+        ("the task identifier", {}, JobSpec(f"greet{HALF_EMOJI}")),
+        ("queue_name", {"queue_name": HALF_EMOJI}, JobSpec("greet", queue_name=HALF_EMOJI)),
+        ("job_key", {"job_key": HALF_EMOJI}, JobSpec("greet", job_key=HALF_EMOJI)),
+        ("flags[1]", {"flags": ["a", HALF_EMOJI]}, JobSpec("greet", flags=["a", HALF_EMOJI])),
+    ],
+)
+def test_names_and_keys_with_a_lone_surrogate_are_refused(
+    db: TestDatabase, field: str, options: dict[str, Any], spec: JobSpec
+) -> None:
+    identifier = spec.identifier if field == "the task identifier" else "greet"
+    with db.connect() as conn:
+        with pytest.raises(JobRejected) as info:
+            add_job(conn, identifier, {}, schema=db.schema, **options)
+        assert str(info.value).startswith(f"{field} is not valid Unicode"), info.value
+        with pytest.raises(JobRejected) as info:
+            add_jobs(conn, [spec], schema=db.schema)
+        assert str(info.value).startswith(f"{field} is not valid Unicode"), info.value
+    assert jobs_rows(db) == []
+
+
+def test_what_postgres_does_with_the_json_escape(db: TestDatabase) -> None:
+    # Why refusing beats escaping: the json column stores "\ud83d" unchecked, but every
+    # operator that reads it (and graphile-worker's own add_jobs) refuses it later.
+    with db.connect() as conn:
+        stored = conn.execute("""select '{"a": "\\ud83d"}'::json::text""").fetchone()
+        assert stored == ('{"a": "\\ud83d"}',)
+        for query in (
+            """select '{"a": "\\ud83d"}'::json ->> 'a'""",
+            """select '{"a": "\\ud83d"}'::jsonb""",
+        ):
+            with pytest.raises(psycopg.DataError, match="surrogate"):
+                conn.execute(query)
+
+
+def test_plain_non_ascii_payloads_still_pass(db: TestDatabase) -> None:
+    with db.connect() as conn:
+        add_job(conn, "greet", {"name": "Zoë 😀"}, schema=db.schema)
+        add_jobs(conn, [JobSpec("greet", {"name": "Zoë 😀", "n": n}) for n in range(3)])
+    assert {json.dumps(row["payload"], ensure_ascii=False) for row in jobs_rows(db)} >= {
+        '{"name": "Zoë 😀"}'
+    }
