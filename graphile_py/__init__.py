@@ -38,6 +38,7 @@ from graphile_py.errors import (
     MigrationError,
     PayloadError,
     TaskLoadError,
+    UnsupportedConnection,
     UnsupportedPostgresVersion,
     WorkerError,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "TaskLoadError",
     "TaskRegistry",
     "TaskStatus",
+    "UnsupportedConnection",
     "UnsupportedPostgresVersion",
     "WorkerError",
     "WorkerEvents",

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import Any, Protocol, Unpack
 
 import psycopg
 
+from graphile_py.db.connections import AsyncTarget, SyncTarget, async_connection, sync_connection
 from graphile_py.db.enqueue import EnqueueStatements, key_race_error, run_plan, run_plan_async
 from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.db.rows import Row
@@ -44,8 +45,6 @@ __all__ = [
 
 
 _SMALLINT = range(-32768, 32768)
-SyncTarget = psycopg.Connection[Any] | psycopg.Cursor[Any]
-AsyncTarget = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 
 
 def add_job(
@@ -59,7 +58,9 @@ def add_job(
 ) -> Job:
     """Add one job and return it.
 
-    ``conn`` is a psycopg connection or cursor; the job is part of its transaction.
+    ``conn`` is a psycopg connection or cursor, or a SQLAlchemy 2 ``Session`` or
+    ``Connection`` on the psycopg driver; the job is part of its transaction (anything
+    else raises :class:`UnsupportedConnection`, before anything is sent).
     ``payload`` is any JSON-serialisable value (default ``{}``). ``options`` are those of
     :class:`JobOptions`: ``queue_name``, ``run_at``, ``max_attempts``, ``job_key``,
     ``job_key_mode``, ``priority`` and ``flags``.
@@ -68,9 +69,12 @@ def add_job(
     before anything is sent, and :class:`DatabaseError` for other database failures.
     """
     params = _add_job_params(identifier, payload, options, max_payload_bytes)
-    connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
+    connection = sync_connection(conn)
     row = run_plan(connection, EnqueueStatements.for_schema(schema).add_job_plan(params))
-    return _added_job(row, identifier, options)
+    job = _added_job(row, identifier, options)
+    if _inline_hook is not None:
+        _inline_hook.added(connection, [job], schema)
+    return job
 
 
 async def add_job_async(
@@ -82,11 +86,15 @@ async def add_job_async(
     max_payload_bytes: int | None = None,
     **options: Unpack[JobOptions],
 ) -> Job:
-    """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor)."""
+    """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor), or a SQLAlchemy
+    ``AsyncSession``/``AsyncConnection`` on the psycopg driver."""
     params = _add_job_params(identifier, payload, options, max_payload_bytes)
-    connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
+    connection = await async_connection(conn)
     plan = EnqueueStatements.for_schema(schema).add_job_plan(params)
-    return _added_job(await run_plan_async(connection, plan), identifier, options)
+    job = _added_job(await run_plan_async(connection, plan), identifier, options)
+    if _inline_hook is not None:
+        await _inline_hook.added_async(connection, [job], schema)
+    return job
 
 
 def add_jobs(
@@ -108,11 +116,14 @@ def add_jobs(
     if not specs:
         return []
     specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
-    connection = conn.connection if isinstance(conn, psycopg.Cursor) else conn
+    connection = sync_connection(conn)
     plan = EnqueueStatements.for_schema(schema).add_jobs_plan(
         specs_json, payloads_json, job_key_preserve_run_at
     )
-    return _jobs_for_specs(run_plan(connection, plan), specs)
+    jobs = _jobs_for_specs(run_plan(connection, plan), specs)
+    if _inline_hook is not None:
+        _inline_hook.added(connection, jobs, schema)
+    return jobs
 
 
 async def add_jobs_async(
@@ -127,11 +138,41 @@ async def add_jobs_async(
     if not specs:
         return []
     specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
-    connection = conn.connection if isinstance(conn, psycopg.AsyncCursor) else conn
+    connection = await async_connection(conn)
     plan = EnqueueStatements.for_schema(schema).add_jobs_plan(
         specs_json, payloads_json, job_key_preserve_run_at
     )
-    return _jobs_for_specs(await run_plan_async(connection, plan), specs)
+    jobs = _jobs_for_specs(await run_plan_async(connection, plan), specs)
+    if _inline_hook is not None:
+        await _inline_hook.added_async(connection, jobs, schema)
+    return jobs
+
+
+class InlineHook(Protocol):
+    """Told of every job added through this module; see :func:`set_inline_hook`."""
+
+    def added(self, conn: psycopg.Connection[Any], jobs: Sequence[Job], schema: str) -> None:
+        """Jobs were added on ``conn`` (in its transaction, if one is open)."""
+
+    async def added_async(
+        self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[Job], schema: str
+    ) -> None:
+        """:meth:`added` for an async connection."""
+
+
+# None in production: the one check per call is a global read. The pytest plugin's inline
+# mode (graphile_py.contrib.pytest) sets it to run jobs when their transaction commits.
+_inline_hook: InlineHook | None = None
+
+
+def set_inline_hook(hook: InlineHook | None) -> InlineHook | None:
+    """Install ``hook`` (None removes it) for every add_job in this process; return the old.
+
+    For test tooling only (the pytest plugin's ``graphile_inline`` fixture uses it).
+    """
+    global _inline_hook
+    previous, _inline_hook = _inline_hook, hook
+    return previous
 
 
 # Each variant above is the same three steps: check the arguments and build the

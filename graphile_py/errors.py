@@ -5,6 +5,7 @@ Catch ``GraphileError`` to catch them all. The tree::
     GraphileError                    .sqlstate and .constraint when PostgreSQL said why
     ├── ConfigurationError           a setting, option or argument is wrong
     │   ├── TaskLoadError            "module:attr" could not be imported or is not a task map
+    │   ├── UnsupportedConnection    add_job was given something that is not a usable connection
     │   └── CrontabError             a crontab or cron item is invalid (.line, .column)
     ├── JobRejected                  a job was refused, by us before sending it or by the database
     │   ├── PayloadError             the payload is not JSON, or is larger than allowed
@@ -43,6 +44,7 @@ __all__ = [
     "MigrationError",
     "PayloadError",
     "TaskLoadError",
+    "UnsupportedConnection",
     "UnsupportedPostgresVersion",
     "WorkerError",
 ]
@@ -84,6 +86,10 @@ class ConfigurationError(GraphileError, ValueError):
 
 class TaskLoadError(ConfigurationError):
     """The task map could not be loaded."""
+
+
+class UnsupportedConnection(ConfigurationError, TypeError):
+    """add_job needs a psycopg 3 connection, or a SQLAlchemy 2 session or connection on it."""
 
 
 class CrontabError(ConfigurationError):
