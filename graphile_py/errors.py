@@ -12,6 +12,7 @@ Catch ``GraphileError`` to catch them all. The tree::
     │   └── InvalidJobKeyMode        job_key_mode is not replace/preserve_run_at/unsafe_dedupe
     ├── DatabaseError                PostgreSQL refused or failed an operation
     │   ├── ConnectError             cannot connect, or the connection was lost
+    │   ├── SchemaNotInstalled       the worker schema is missing here (.schema): migrate first
     │   └── MigrationError           the schema could not be brought up to date
     │       ├── UnsupportedPostgresVersion
     │       ├── IncompatibleSchema   a newer *breaking* migration is in the database
@@ -43,6 +44,7 @@ __all__ = [
     "LockedJobsBlockMigration",
     "MigrationError",
     "PayloadError",
+    "SchemaNotInstalled",
     "TaskLoadError",
     "UnsupportedConnection",
     "UnsupportedPostgresVersion",
@@ -127,6 +129,21 @@ class DatabaseError(GraphileError):
 
 class ConnectError(DatabaseError):
     """Could not connect to PostgreSQL, or the connection was lost."""
+
+
+class SchemaNotInstalled(DatabaseError):
+    """The worker schema is not installed in this database; run 'graphile-py migrate' first.
+
+    Raised when a statement finds the schema, one of its tables or one of its functions
+    missing: the database was never migrated, or ``schema`` names the wrong schema.
+    """
+
+    def __init__(
+        self, message: str | None = None, *, sqlstate: str | None = None, schema: str = ""
+    ) -> None:
+        super().__init__(message, sqlstate=sqlstate)
+        #: The schema the statement looked for.
+        self.schema = schema
 
 
 class MigrationError(DatabaseError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -9,7 +10,13 @@ from typing import Any, Protocol
 import psycopg
 import psycopg.errors
 
-from graphile_py.errors import ConnectError, DatabaseError, InvalidJobKeyMode, JobRejected
+from graphile_py.errors import (
+    ConnectError,
+    DatabaseError,
+    InvalidJobKeyMode,
+    JobRejected,
+    SchemaNotInstalled,
+)
 
 __all__ = [
     "CONSTRAINT_MESSAGES",
@@ -25,6 +32,14 @@ CONSTRAINT_MESSAGES = {
     "job_queues_queue_name_check": "the queue name is longer than 128 characters",
     "jobs_key_check": "the job key must be 1 to 512 characters long",
     "jobs_max_attempts_check": "max_attempts must be at least 1",
+}
+
+# What PostgreSQL says when a statement names a schema, table or function that is not
+# there: the schema was never installed in this database, or its name is wrong.
+_MISSING_OBJECT = {
+    "3F000": re.compile(r'schema "(?P<schema>.+)" does not exist'),
+    "42P01": re.compile(r'relation "(?P<schema>.+)\.(?P<name>[^."]+)" does not exist'),
+    "42883": re.compile(r"function (?P<schema>[^\s(]+)\.(?P<name>\w+)\(.*does not exist"),
 }
 
 
@@ -77,6 +92,10 @@ def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = Fals
     constraint = exc.diag.constraint_name
     if sqlstate == "GWBKM":
         return InvalidJobKeyMode(sqlstate=sqlstate)
+    missing = _MISSING_OBJECT.get(sqlstate or "")
+    found = missing.fullmatch(diag_message) if missing else None
+    if found is not None:
+        return _not_installed(action, found, diag_message, sqlstate)
     if adding_jobs and sqlstate is not None and sqlstate[:2] in {"22", "23", "21"}:
         reason = CONSTRAINT_MESSAGES.get(constraint or "", diag_message)
         return JobRejected(
@@ -89,4 +108,24 @@ def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = Fals
     suffix = f" [{sqlstate}]" if sqlstate else ""
     return DatabaseError(
         f"{action} failed: {diag_message}{suffix}", sqlstate=sqlstate, constraint=constraint
+    )
+
+
+def _not_installed(
+    action: str, found: re.Match[str], diag_message: str, sqlstate: str | None
+) -> SchemaNotInstalled:
+    schema = found.group("schema").strip('"')
+    what = (
+        f"the schema {schema!r} does not exist in this database"
+        if sqlstate == "3F000"
+        else f"the schema {schema!r} is not installed, or not fully, in this database"
+    )
+    return SchemaNotInstalled(
+        f"{action} failed: {what} (PostgreSQL said: {diag_message} [{sqlstate}]). To"
+        " install it, run 'graphile-py migrate' with the same connection and --schema,"
+        " or start a worker (it migrates first), or call WorkerUtils(...).migrate();"
+        " if your jobs live in another schema, pass that name instead (schema=...,"
+        " --schema or GRAPHILE_WORKER_SCHEMA)",
+        sqlstate=sqlstate,
+        schema=schema,
     )

@@ -14,10 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from graphile_py import (
+    DatabaseError,
     GraphileError,
     JobRejected,
     JobSpec,
     PayloadError,
+    SchemaNotInstalled,
     WorkerUtils,
     add_job,
     add_job_async,
@@ -150,3 +152,60 @@ def test_plain_non_ascii_payloads_still_pass(db: TestDatabase) -> None:
     assert {json.dumps(row["payload"], ensure_ascii=False) for row in jobs_rows(db)} >= {
         '{"name": "Zoë 😀"}'
     }
+
+
+# -- 2. an unmigrated database, a wrong schema name -------------------------------------
+
+
+def _assert_not_installed(error: BaseException, schema: str) -> None:
+    assert isinstance(error, SchemaNotInstalled), repr(error)
+    assert isinstance(error, DatabaseError)
+    message = str(error)
+    assert f"the schema {schema!r}" in message and "graphile-py migrate" in message, message
+    assert "if your jobs live in another schema" in message
+    assert error.schema == schema
+    assert isinstance(error.__cause__, psycopg.Error)
+
+
+def test_add_job_on_an_unmigrated_database_says_to_migrate(empty_db: TestDatabase) -> None:
+    with empty_db.connect() as conn:
+        for call in (
+            lambda: add_job(conn, "greet", {}),
+            lambda: add_job(conn, "greet", {}, job_key="k"),
+            lambda: add_jobs(conn, [JobSpec("greet")]),
+        ):
+            with pytest.raises(SchemaNotInstalled) as info:
+                call()
+            _assert_not_installed(info.value, "graphile_worker")
+        # A schema that exists but holds no worker tables says the same.
+        conn.execute("create schema graphile_worker")
+        with pytest.raises(SchemaNotInstalled) as info:
+            add_job(conn, "greet", {})
+        _assert_not_installed(info.value, "graphile_worker")
+        assert "is not installed, or not fully" in str(info.value)
+
+    async def on_async() -> None:
+        async with await psycopg.AsyncConnection.connect(empty_db.dsn, autocommit=True) as aconn:
+            await add_job_async(aconn, "greet", {}, schema="nowhere")
+
+    with pytest.raises(SchemaNotInstalled) as info:
+        asyncio.run(on_async())
+    _assert_not_installed(info.value, "nowhere")
+
+
+def test_a_wrong_schema_name_is_named(db: TestDatabase) -> None:
+    with db.connect() as conn:
+        with pytest.raises(SchemaNotInstalled) as info:
+            add_job(conn, "greet", {}, schema="graphile_wrker")
+        _assert_not_installed(info.value, "graphile_wrker")
+        with pytest.raises(SchemaNotInstalled) as info:
+            add_job(conn, "greet", {}, schema="Mixed Case")
+        _assert_not_installed(info.value, "Mixed Case")
+        with pytest.raises(SchemaNotInstalled) as info:
+            add_job(conn, "greet", {}, schema="graphile_wrker", job_key="k")
+        _assert_not_installed(info.value, "graphile_wrker")
+        assert "does not exist in this database" in str(info.value)
+    with WorkerUtils(db.dsn, schema="graphile_wrker", run_migrations=False) as utils:
+        with pytest.raises(SchemaNotInstalled) as info:
+            utils.complete_jobs([1])
+        _assert_not_installed(info.value, "graphile_wrker")
