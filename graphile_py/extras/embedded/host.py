@@ -151,9 +151,12 @@ def grant_search(paths: list[Path], user: User) -> None:
             else:
                 bit = stat.S_IXOTH
             if not st.st_mode & bit:
+                # Said every time, since it changes a directory's mode (often $HOME).
                 logger.warning(
-                    "adding search permission (%s+x) on %s so that user %r, which runs the "
-                    "embedded PostgreSQL server because PostgreSQL refuses root, can reach %s",
+                    "running chmod %s+x on %s so that user %r, which runs the embedded"
+                    " PostgreSQL server because PostgreSQL refuses root, can reach %s"
+                    " (to avoid this, run as a user other than root, or use a database of"
+                    " your own with -c URL instead of --embedded)",
                     {stat.S_IXUSR: "u", stat.S_IXGRP: "g"}.get(bit, "o"),
                     directory,
                     user.name,
