@@ -33,10 +33,12 @@ from graphile_py.errors import (
     GraphileError,
     IncompatibleSchema,
     InvalidJobKeyMode,
+    InvalidPayload,
     JobRejected,
     LockedJobsBlockMigration,
     MigrationError,
     PayloadError,
+    PermanentFailure,
     SchemaNotInstalled,
     TaskLoadError,
     UnsupportedConnection,
@@ -49,6 +51,7 @@ from graphile_py.pool.options import WorkerOptions
 from graphile_py.pool.pool import WorkerPool
 from graphile_py.runner import run_once, run_worker
 from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_map
+from graphile_py.typed import TypedTask
 
 __all__ = [
     "CLEANUP_TASKS",
@@ -69,6 +72,7 @@ __all__ = [
     "IncompatibleSchema",
     "Inspector",
     "InvalidJobKeyMode",
+    "InvalidPayload",
     "Job",
     "JobFilter",
     "JobHelpers",
@@ -84,6 +88,7 @@ __all__ = [
     "MigrationError",
     "MigrationReport",
     "PayloadError",
+    "PermanentFailure",
     "QueueStatus",
     "QueueStatusReport",
     "SchemaNotInstalled",
@@ -92,6 +97,7 @@ __all__ = [
     "TaskLoadError",
     "TaskRegistry",
     "TaskStatus",
+    "TypedTask",
     "UnsupportedConnection",
     "UnsupportedPostgresVersion",
     "WorkerError",

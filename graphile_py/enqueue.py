@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any, Protocol, Unpack
 
 import psycopg
@@ -24,6 +27,7 @@ from graphile_py.db.enqueue import EnqueueStatements, key_race_error, run_plan, 
 from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.db.rows import Row
 from graphile_py.errors import JobRejected
+from graphile_py.events import TRACING, EnqueueTrace, JobTracer
 from graphile_py.jobs import (
     Job,
     JobOptions,
@@ -68,6 +72,15 @@ def add_job(
     Raises :class:`JobRejected` (or its subclasses) for a job the database would refuse,
     before anything is sent, and :class:`DatabaseError` for other database failures.
     """
+    tracer = TRACING.tracer
+    if tracer is not None and not _TRACED.get():  # graphile_py.contrib.otel is installed
+        with _traced(tracer, (identifier,), (payload,)) as trace:
+            job = add_job(
+                conn, identifier, trace.payloads[0], schema=schema,
+                max_payload_bytes=max_payload_bytes, **options,
+            )  # fmt: skip
+            trace.added((job,))
+            return job
     params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = sync_connection(conn)
     row = run_plan(connection, EnqueueStatements.for_schema(schema).add_job_plan(params))
@@ -88,6 +101,15 @@ async def add_job_async(
 ) -> Job:
     """:func:`add_job` for a ``psycopg.AsyncConnection`` (or async cursor), or a SQLAlchemy
     ``AsyncSession``/``AsyncConnection`` on the psycopg driver."""
+    tracer = TRACING.tracer
+    if tracer is not None and not _TRACED.get():  # graphile_py.contrib.otel is installed
+        with _traced(tracer, (identifier,), (payload,)) as trace:
+            job = await add_job_async(
+                conn, identifier, trace.payloads[0], schema=schema,
+                max_payload_bytes=max_payload_bytes, **options,
+            )  # fmt: skip
+            trace.added((job,))
+            return job
     params = _add_job_params(identifier, payload, options, max_payload_bytes)
     connection = await async_connection(conn)
     plan = EnqueueStatements.for_schema(schema).add_job_plan(params)
@@ -113,6 +135,16 @@ def add_jobs(
     With ``job_key_preserve_run_at`` a spec whose key matches a pending job keeps that
     job's ``run_at`` (``job_key_mode`` is not available here, as in graphile-worker).
     """
+    tracer = TRACING.tracer
+    if specs and tracer is not None and not _TRACED.get():  # graphile_py.contrib.otel
+        with _traced(tracer, *_identifiers_and_payloads(specs)) as trace:
+            jobs = add_jobs(
+                conn, _with_payloads(specs, trace.payloads),
+                job_key_preserve_run_at=job_key_preserve_run_at, schema=schema,
+                max_payload_bytes=max_payload_bytes,
+            )  # fmt: skip
+            trace.added(jobs)
+            return jobs
     if not specs:
         return []
     specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
@@ -135,6 +167,16 @@ async def add_jobs_async(
     max_payload_bytes: int | None = None,
 ) -> list[Job]:
     """:func:`add_jobs` for a ``psycopg.AsyncConnection`` (or async cursor)."""
+    tracer = TRACING.tracer
+    if specs and tracer is not None and not _TRACED.get():  # graphile_py.contrib.otel
+        with _traced(tracer, *_identifiers_and_payloads(specs)) as trace:
+            jobs = await add_jobs_async(
+                conn, _with_payloads(specs, trace.payloads),
+                job_key_preserve_run_at=job_key_preserve_run_at, schema=schema,
+                max_payload_bytes=max_payload_bytes,
+            )  # fmt: skip
+            trace.added(jobs)
+            return jobs
     if not specs:
         return []
     specs_json, payloads_json = _add_jobs_json(specs, max_payload_bytes)
@@ -173,6 +215,39 @@ def set_inline_hook(hook: InlineHook | None) -> InlineHook | None:
     global _inline_hook
     previous, _inline_hook = _inline_hook, hook
     return previous
+
+
+# -- tracing (graphile_py.contrib.otel): a span around the add, its context in the payloads.
+
+# Set while a traced add runs the plain one inside its span, so it is not traced twice.
+_TRACED: ContextVar[bool] = ContextVar("graphile_py_traced_enqueue", default=False)
+
+
+@contextmanager
+def _traced(
+    tracer: JobTracer, identifiers: Sequence[str], payloads: Sequence[object]
+) -> Iterator[EnqueueTrace]:
+    with tracer.enqueue(identifiers, payloads) as trace:
+        token = _TRACED.set(True)
+        try:
+            yield trace
+        finally:
+            _TRACED.reset(token)
+
+
+def _identifiers_and_payloads(specs: Sequence[JobSpec]) -> tuple[list[str], list[object]]:
+    # Not-yet-checked specs pass through untouched: add_jobs refuses them with its message.
+    return (
+        [getattr(spec, "identifier", "") for spec in specs],
+        [getattr(spec, "payload", None) for spec in specs],
+    )
+
+
+def _with_payloads(specs: Sequence[JobSpec], payloads: Sequence[object]) -> list[JobSpec]:
+    return [
+        replace(spec, payload=payload) if isinstance(spec, JobSpec) else spec  # type: ignore[arg-type]
+        for spec, payload in zip(specs, payloads, strict=True)
+    ]
 
 
 # Each variant above is the same three steps: check the arguments and build the

@@ -9,6 +9,7 @@ Catch ``GraphileError`` to catch them all. The tree::
     │   └── CrontabError             a crontab or cron item is invalid (.line, .column)
     ├── JobRejected                  a job was refused, by us before sending it or by the database
     │   ├── PayloadError             the payload is not JSON, or is larger than allowed
+    │   │   └── InvalidPayload       a typed task's payload does not match its model (.errors)
     │   └── InvalidJobKeyMode        job_key_mode is not replace/preserve_run_at/unsafe_dedupe
     ├── DatabaseError                PostgreSQL refused or failed an operation
     │   ├── ConnectError             cannot connect, or the connection was lost
@@ -18,6 +19,7 @@ Catch ``GraphileError`` to catch them all. The tree::
     │       ├── IncompatibleSchema   a newer *breaking* migration is in the database
     │       └── LockedJobsBlockMigration
     ├── WorkerError                  the worker pool could not start or had to stop
+    ├── PermanentFailure             raised by a task: fail its job now, with no retries
     └── EmbeddedPostgresError        the embedded server could not be set up, started or stopped
         └── EmbeddedPostgresUnavailable   the 'embedded' extra is not installed
 
@@ -40,10 +42,12 @@ __all__ = [
     "GraphileError",
     "IncompatibleSchema",
     "InvalidJobKeyMode",
+    "InvalidPayload",
     "JobRejected",
     "LockedJobsBlockMigration",
     "MigrationError",
     "PayloadError",
+    "PermanentFailure",
     "SchemaNotInstalled",
     "TaskLoadError",
     "UnsupportedConnection",
@@ -119,6 +123,18 @@ class PayloadError(JobRejected):
     """The job payload cannot be stored as JSON."""
 
 
+class InvalidPayload(PayloadError):
+    """The payload does not match the task's payload type.
+
+    ``errors`` lists each problem as pydantic reports it (``loc``, ``msg``, ``type``).
+    """
+
+    def __init__(self, message: str | None = None, *, errors: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        #: One entry per invalid field, as pydantic's ``ValidationError.errors()`` gives them.
+        self.errors = errors
+
+
 class InvalidJobKeyMode(JobRejected):
     """Invalid job_key_mode value, expected 'replace', 'preserve_run_at' or 'unsafe_dedupe'."""
 
@@ -166,6 +182,16 @@ class LockedJobsBlockMigration(MigrationError):
 
 class WorkerError(GraphileError):
     """The worker pool could not start, or stopped because of an error."""
+
+
+class PermanentFailure(GraphileError):
+    """The job failed and must not be retried.
+
+    Raise it from a task (``raise PermanentFailure("account closed")``): the job is
+    failed at once with this message and its attempts are used up, as graphile-worker's
+    ``permanently_fail_jobs`` leaves them (``attempts = max_attempts``), so no worker,
+    Python or Node, runs it again. The cause, if any, stays on ``__cause__``.
+    """
 
 
 class EmbeddedPostgresError(GraphileError, RuntimeError):

@@ -17,12 +17,24 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, cast
 
 from graphile_py.jobs import Job
 
-__all__ = ["CombinedEvents", "PoolView", "WorkerEvents", "combine_events", "guarded"]
+__all__ = [
+    "TRACE_KEY",
+    "TRACING",
+    "AttemptTrace",
+    "CombinedEvents",
+    "EnqueueTrace",
+    "JobTracer",
+    "PoolView",
+    "WorkerEvents",
+    "combine_events",
+    "guarded",
+]
 
 logger = logging.getLogger("graphile_py.events")
 
@@ -274,3 +286,72 @@ class _Guarded:
 
 
 _NO_EVENTS = WorkerEvents()
+
+
+# -- tracing hooks -----------------------------------------------------------------------
+# Tracing needs to wrap work (an enqueue, a task's run) rather than hear about it after
+# the fact, and must be installable from the outside (graphile_py.contrib.otel) without
+# the library importing a tracing package: hence these three small protocols and one
+# slot. With nothing installed, add_job and run_task pay one attribute read.
+
+#: The payload key that carries a job's trace context: ``{"trace_id", "span_id", "flags"}``
+#: in an object payload (and in each object item of an array payload), the format
+#: graphile_worker_rs writes and reads. Typed tasks never see it.
+TRACE_KEY = "_trace"
+
+
+class EnqueueTrace(Protocol):
+    """One traced enqueue: the payloads to store, and what to call once jobs exist."""
+
+    @property
+    def payloads(self) -> Sequence[object]:
+        """The payloads to store, carrying the trace context (the caller's are not changed)."""
+        ...
+
+    def added(self, jobs: Sequence[Job]) -> None:
+        """The jobs were added (their ids are known)."""
+        ...
+
+
+class AttemptTrace(Protocol):
+    """One traced attempt of a job."""
+
+    @property
+    def payload(self) -> object:
+        """The payload to give the task (without the trace context)."""
+        ...
+
+    def wrap(self, function: Callable[[Any, Any], object]) -> Callable[[Any, Any], object]:
+        """``function`` made to run inside the attempt's trace context (sync or async)."""
+        ...
+
+    def end(self, error: BaseException | None, message: str | None) -> None:
+        """The attempt ended: success when ``error`` is None."""
+        ...
+
+
+class JobTracer(Protocol):
+    """What :data:`TRACING` holds when tracing is installed."""
+
+    def enqueue(
+        self, identifiers: Sequence[str], payloads: Sequence[object]
+    ) -> AbstractContextManager[EnqueueTrace]:
+        """Around adding jobs: exceptions raised inside propagate through it."""
+        ...
+
+    def attempt(self, job: Job, worker_id: str) -> AttemptTrace:
+        """An attempt of ``job`` is starting on this thread."""
+        ...
+
+
+class _TracerSlot:
+    """Where the installed :class:`JobTracer` lives (one per process)."""
+
+    __slots__ = ("tracer",)
+
+    def __init__(self) -> None:
+        self.tracer: JobTracer | None = None
+
+
+#: ``TRACING.tracer`` is the installed tracer, or None (the default).
+TRACING = _TracerSlot()

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeAlias, Unpack, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, Unpack, overload
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -22,10 +22,34 @@ from graphile_py.db import ConnectionSource, borrow
 from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import TaskLoadError
 from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
+from graphile_py.typed import OnInvalid, PayloadType, TypedTask, payload_type_of
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+    from pydantic import BaseModel
 
 __all__ = ["JobHelpers", "TaskFunction", "TaskRegistry", "load_task_map", "validate_task_map"]
 
 TaskFunction: TypeAlias = Callable[[Any, "JobHelpers"], object]
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
+DataclassT = TypeVar("DataclassT", bound="DataclassInstance")
+ResultT = TypeVar("ResultT")
+
+
+class TaskDecorator(Protocol):
+    """What ``registry.task("name", ...)`` returns: typed functions become TypedTasks."""
+
+    @overload
+    def __call__(
+        self, function: Callable[[ModelT, JobHelpers], ResultT], /
+    ) -> TypedTask[ModelT, ResultT]: ...
+    @overload
+    def __call__(
+        self, function: Callable[[DataclassT, JobHelpers], ResultT], /
+    ) -> TypedTask[DataclassT, ResultT]: ...
+    @overload
+    def __call__(self, function: TaskFunction, /) -> TaskFunction: ...
 
 
 class TaskRegistry(Mapping[str, TaskFunction]):
@@ -43,36 +67,73 @@ class TaskRegistry(Mapping[str, TaskFunction]):
     def __init__(self, tasks: Mapping[str, TaskFunction] | None = None) -> None:
         self._tasks: dict[str, TaskFunction] = {}
         self._timeouts: dict[str, float] = {}
+        self._typed: dict[str, TypedTask[Any, Any]] = {}
         for identifier, function in (tasks or {}).items():
             self.add(identifier, function)
 
     @overload
+    def task(
+        self, name: Callable[[ModelT, JobHelpers], ResultT], /
+    ) -> TypedTask[ModelT, ResultT]: ...
+    @overload
+    def task(
+        self, name: Callable[[DataclassT, JobHelpers], ResultT], /
+    ) -> TypedTask[DataclassT, ResultT]: ...
+    @overload
     def task(self, name: TaskFunction, /) -> TaskFunction: ...
     @overload
     def task(
-        self, name: str | None = None, /, *, timeout: float | None = None
-    ) -> Callable[[TaskFunction], TaskFunction]: ...
+        self,
+        name: str | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        on_invalid: OnInvalid = "fail",
+    ) -> TaskDecorator: ...
 
     def task(
-        self, name: str | TaskFunction | None = None, /, *, timeout: float | None = None
-    ) -> TaskFunction | Callable[[TaskFunction], TaskFunction]:
+        self,
+        name: str | Callable[..., Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        on_invalid: OnInvalid = "fail",
+    ) -> Any:
         """Register a function as a task, named by ``name`` or by its ``__name__``.
 
         ``timeout`` (seconds) limits each run: past it the job's ``abort_event`` is set,
         and a task that keeps running is failed (see ``WorkerOptions.task_timeout``).
+
+        A function whose payload parameter is annotated with a pydantic model or a
+        dataclass gets its payload validated and converted first, and the decorator
+        returns a :class:`~graphile_py.typed.TypedTask` to enqueue it with a checked
+        payload. A payload that does not validate fails the job permanently, or (with
+        ``on_invalid="retry"``) fails this attempt only. Other functions are returned as
+        they are (see docs/typed-tasks.md).
         """
         if callable(name):
             return self.add(name.__name__, name)
 
-        def register(function: TaskFunction) -> TaskFunction:
-            return self.add(name or function.__name__, function, timeout=timeout)
+        def register(function: Callable[..., Any]) -> Any:
+            return self.add(
+                name or function.__name__, function, timeout=timeout, on_invalid=on_invalid
+            )
 
         return register
 
     def add(
-        self, identifier: str, function: TaskFunction, *, timeout: float | None = None
-    ) -> TaskFunction:
-        """Register ``function`` under ``identifier``; refuse duplicates and bad names."""
+        self,
+        identifier: str,
+        function: Callable[..., Any],
+        *,
+        timeout: float | None = None,
+        on_invalid: OnInvalid = "fail",
+    ) -> Any:
+        """Register ``function`` under ``identifier``; refuse duplicates and bad names.
+
+        Returns ``function``, or a :class:`~graphile_py.typed.TypedTask` when its
+        payload is typed (a :class:`TypedTask` itself is registered as its function).
+        """
         _check_identifier(identifier)
         if not callable(function):
             raise TaskLoadError(f"task {identifier!r} is not callable: {function!r}")
@@ -80,10 +141,29 @@ class TaskRegistry(Mapping[str, TaskFunction]):
             raise TaskLoadError(f"task {identifier!r} is registered twice")
         if timeout is not None and not timeout > 0:
             raise TaskLoadError(f"task {identifier!r}: timeout must be positive, not {timeout}")
-        self._tasks[identifier] = function
+        if isinstance(function, TypedTask):
+            function = function.function  # registered again, here under this name
+        # Resolved once, here: running an untyped task costs nothing more than before.
+        model = payload_type_of(function)
+        registered: Any = function
+        if model is not None:
+            registered = TypedTask(identifier, function, PayloadType(model), on_invalid=on_invalid)
+            self._typed[identifier] = registered
+            self._tasks[identifier] = registered.runner()
+        else:
+            self._tasks[identifier] = function
         if timeout is not None:
             self._timeouts[identifier] = timeout
-        return function
+        return registered
+
+    @property
+    def typed(self) -> Mapping[str, TypedTask[Any, Any]]:
+        """The tasks with a typed payload, by identifier."""
+        return dict(self._typed)
+
+    def payload_schemas(self) -> dict[str, dict[str, Any]]:
+        """The JSON schema of each typed task's payload, by identifier."""
+        return {identifier: task.json_schema() for identifier, task in self._typed.items()}
 
     @property
     def timeouts(self) -> Mapping[str, float]:

@@ -50,6 +50,8 @@ class FailureSpec:
     #: ended ("failure", or "abandoned" for a task past its time limit).
     started_at: float | None = None
     outcome: str = "failure"
+    #: No retries (the task raised PermanentFailure): the attempts are used up.
+    permanent: bool = False
 
 
 #: The failure of the jobs in ``%(failures)s`` (a JSON array, see :func:`failures_json`).
@@ -59,7 +61,10 @@ FAIL_BODY = (
     " run_at = greatest(now(), jobs.run_at)"
     " + exp(least(jobs.attempts, 10)) * interval '1 second',"
     " locked_by = null, locked_at = null,"
-    " payload = coalesce(failure.el->'payload', jobs.payload)"
+    " payload = coalesce(failure.el->'payload', jobs.payload),"
+    # A permanent failure uses up the attempts, as permanently_fail_jobs does (spec).
+    " attempts = case when failure.el->'permanent' is null then jobs.attempts"
+    " else greatest(jobs.attempts, jobs.max_attempts) end"
     " from json_array_elements(%(failures)s::json) as failure(el)"
     " where jobs.id = (failure.el->>'jobId')::bigint and jobs.locked_by = %(pool)s::text"
 )
@@ -202,6 +207,7 @@ def failures_json(failures: Sequence[FailureSpec], *, history: bool = False) -> 
             {"jobId": str(f.job.id), "message": f.message}
             | ({"payload": f.replacement_payload} if f.has_replacement else {})
             | ({"startedAt": f.started_at, "outcome": f.outcome} if history else {})
+            | ({"permanent": True} if f.permanent else {})
             for f in failures
         ],
         separators=(",", ":"),

@@ -358,7 +358,7 @@ class ClaimLoop:
             self.events.job_success(worker_id, job)
         else:
             self.events.job_error(worker_id, job, outcome.error, outcome.batch_errors)
-            if job.attempts >= job.max_attempts:
+            if job.attempts >= job.max_attempts or outcome.permanent:
                 self.events.job_failed(worker_id, job, outcome.error, outcome.batch_errors)
         self.events.job_complete(worker_id, job, outcome.error)
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from graphile_py.errors import GraphileError
+from graphile_py.errors import GraphileError, PermanentFailure
+from graphile_py.events import TRACING, AttemptTrace
 from graphile_py.jobs import Job
 from graphile_py.logs import JobLogger
 
@@ -41,6 +42,8 @@ class Outcome:
     batch_errors: tuple[BaseException, ...] | None = None
     #: When the task was called (epoch seconds), for the job history; None if never run.
     started_at: float | None = None
+    #: The task raised :class:`PermanentFailure`: the job is not retried.
+    permanent: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -85,21 +88,49 @@ class EventLoopThread:
                 loop.close()
 
 
-def run_task(function: Any, payload: Any, helpers: Any, loop: EventLoopThread) -> Outcome:
-    """Call the task and classify the result; never raises for a task's own error."""
+# What run_task's task_payload is when not given (None is a payload: JSON null).
+_SAME = object()
+
+
+def run_task(
+    function: Any, payload: Any, helpers: Any, loop: EventLoopThread, *, task_payload: Any = _SAME
+) -> Outcome:
+    """Call the task and classify the result; never raises for a task's own error.
+
+    ``task_payload``, when given, is what the task receives instead of ``payload`` (which
+    still decides a batch job's retries): the payload without its trace context.
+    """
+    tracer = TRACING.tracer
+    if tracer is not None and task_payload is _SAME:  # graphile_py.contrib.otel is installed
+        return _traced_run(tracer.attempt(helpers.job, helpers.worker_id), function, payload,
+                           helpers, loop)  # fmt: skip
     started_at = time.time()
+    call_payload = payload if task_payload is _SAME else task_payload
     try:
         if inspect.iscoroutinefunction(function):
-            result = loop.run(function(payload, helpers))
+            result = loop.run(function(call_payload, helpers))
         else:
-            result = function(payload, helpers)
+            result = function(call_payload, helpers)
             if inspect.iscoroutine(result):
                 result = loop.run(result)
     except BaseException as exc:  # sys.exit() in a task must not kill the worker thread
-        return Outcome(error=exc, message=failure_message(exc), started_at=started_at)
+        return Outcome(
+            error=exc,
+            message=failure_message(exc),
+            started_at=started_at,
+            permanent=isinstance(exc, PermanentFailure),
+        )
     if isinstance(payload, list) and isinstance(result, list | tuple):
         return _batch_outcome(payload, result, started_at)
     return Outcome(started_at=started_at)
+
+
+def _traced_run(
+    trace: AttemptTrace, function: Any, payload: Any, helpers: Any, loop: EventLoopThread
+) -> Outcome:
+    outcome = run_task(trace.wrap(function), payload, helpers, loop, task_payload=trace.payload)
+    trace.end(outcome.error, outcome.message)
+    return outcome
 
 
 def _batch_outcome(payload: list[Any], results: Sequence[Any], started_at: float) -> Outcome:
@@ -162,7 +193,9 @@ def log_outcome(
         return
     if not log.isEnabledFor(logging.ERROR):
         return
-    if job.attempts >= job.max_attempts:
+    if outcome.permanent:
+        fate = "the task raised PermanentFailure; the job has failed permanently"
+    elif job.attempts >= job.max_attempts:
         fate = "no attempts left; the job has failed permanently"
     else:
         backoff = math.exp(min(job.attempts, 10))

@@ -223,6 +223,7 @@ def _failure(job: Job, outcome: Outcome) -> FailureSpec:
         outcome.replacement_payload,
         has_replacement=outcome.replacement_payload is not None,
         started_at=outcome.started_at,
+        permanent=outcome.permanent,
     )
 
 

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("events", ["graphile_py.events"]),
     ("db", ["graphile_py.db"]),
     ("enqueue", ["graphile_py.enqueue"]),
+    ("typed payloads", ["graphile_py.typed"]),
     ("tasks", ["graphile_py.tasks"]),
     ("cron", ["graphile_py.cron"]),
     ("pool and admin", ["graphile_py.pool", "graphile_py.admin"]),
