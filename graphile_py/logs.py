@@ -16,7 +16,14 @@ from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["CONTEXT_FIELDS", "JobLogger", "JsonFormatter", "LogFormat", "configure_logging"]
+__all__ = [
+    "CONTEXT_FIELDS",
+    "JobLogger",
+    "JsonFormatter",
+    "LogFormat",
+    "configure_logging",
+    "plural",
+]
 
 LogFormat = Literal["text", "json"]
 
@@ -31,6 +38,14 @@ CONTEXT_FIELDS = (
     "duration_ms",
     "error",
 )
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``"1 job"``, ``"2 jobs"``, ``"0 jobs"``: a count with its noun, for messages.
+
+    ``nouns`` is the plural when adding an "s" is wrong (``plural(n, "query", "queries")``).
+    """
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 class JobLogger(logging.LoggerAdapter[logging.Logger]):

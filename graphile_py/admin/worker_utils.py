@@ -10,7 +10,7 @@ dead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +28,7 @@ from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import ConfigurationError
 from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
 
-__all__ = ["CLEANUP_TASKS", "CleanupTask", "LockHolder", "WorkerUtils"]
+__all__ = ["CLEANUP_TASKS", "CleanupReport", "CleanupTask", "LockHolder", "WorkerUtils"]
 
 CleanupTask = Literal["GC_TASK_IDENTIFIERS", "GC_JOB_QUEUES", "DELETE_PERMAFAILED_JOBS"]
 CLEANUP_TASKS: tuple[CleanupTask, ...] = (
@@ -50,6 +50,23 @@ class LockHolder:
     def age(self, now: datetime | None = None) -> timedelta:
         """How long ago the oldest of its locks was taken."""
         return (now or datetime.now(UTC)) - self.oldest_lock
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupReport:
+    """What :meth:`WorkerUtils.cleanup` removed, step by step; None for a step not run."""
+
+    #: DELETE_PERMAFAILED_JOBS: how many permanently failed jobs, per task identifier.
+    deleted_jobs: Mapping[str, int] | None = None
+    #: GC_TASK_IDENTIFIERS: the task identifiers removed (no job used them).
+    task_identifiers: tuple[str, ...] | None = None
+    #: GC_JOB_QUEUES: the named queues removed (no job in them, not locked).
+    queues: tuple[str, ...] | None = None
+
+    @property
+    def deleted_job_count(self) -> int:
+        """How many jobs were deleted in all (0 when that step did not run)."""
+        return sum((self.deleted_jobs or {}).values())
 
 
 class WorkerUtils:
@@ -199,10 +216,11 @@ class WorkerUtils:
         tasks: Iterable[CleanupTask] = ("GC_JOB_QUEUES",),
         *,
         task_identifiers_to_keep: Iterable[str] = (),
-    ) -> None:
+    ) -> CleanupReport:
         """Delete permanently failed jobs and unused task and queue rows, as asked.
 
-        ``GC_TASK_IDENTIFIERS`` is unsafe while workers run: they cache task ids.
+        Returns what each step removed. ``GC_TASK_IDENTIFIERS`` is unsafe while workers
+        run: they cache task ids.
         """
         wanted = list(tasks)
         unknown = [task for task in wanted if task not in CLEANUP_TASKS]
@@ -212,13 +230,18 @@ class WorkerUtils:
                 f" you provided: {', '.join(map(str, unknown))}"
             )
         with self.connection() as conn:
-            self._statements.cleanup(
+            removed = self._statements.cleanup(
                 conn,
                 delete_permafailed_jobs="DELETE_PERMAFAILED_JOBS" in wanted,
                 gc_task_identifiers="GC_TASK_IDENTIFIERS" in wanted,
                 gc_job_queues="GC_JOB_QUEUES" in wanted,
                 task_identifiers_to_keep=list(task_identifiers_to_keep),
             )
+        return CleanupReport(
+            removed.deleted_jobs,
+            None if removed.task_identifiers is None else tuple(removed.task_identifiers),
+            None if removed.queues is None else tuple(removed.queues),
+        )
 
     @staticmethod
     def _jobs(rows: Sequence[Row]) -> list[Job]:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from graphile_py.admin.views import PoolOut
-from graphile_py.admin.worker_utils import CLEANUP_TASKS, WorkerUtils
+from graphile_py.admin.worker_utils import CLEANUP_TASKS, CleanupReport, WorkerUtils
 from graphile_py.cli.common import (
     CONNECTION_SETTINGS,
     connection_options,
@@ -23,6 +23,7 @@ from graphile_py.cli.common import (
 )
 from graphile_py.cli.group import main
 from graphile_py.jobs import JOB_KEY_MODES
+from graphile_py.logs import plural
 from graphile_py.settings import Settings
 
 __all__ = ["add_job_command", "cleanup", "unlock"]
@@ -103,6 +104,7 @@ def add_job_command(
     metavar="TASK",
     help="With GC_TASK_IDENTIFIERS: a task identifier to keep even if no job uses it.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 @click.pass_context
 def cleanup(
     ctx: click.Context,
@@ -111,16 +113,54 @@ def cleanup(
     config_file: Path | None,
     tasks: tuple[str, ...],
     keep: tuple[str, ...],
+    as_json: bool,
     **connection: Any,
 ) -> None:
     """Run clean-up TASKS: DELETE_PERMAFAILED_JOBS, GC_JOB_QUEUES, GC_TASK_IDENTIFIERS.
 
-    GC_TASK_IDENTIFIERS is unsafe while workers run (they cache task ids).
+    Prints what each one removed. GC_TASK_IDENTIFIERS is unsafe while workers run
+    (they cache task ids).
     """
     settings = settings_from(ctx, config_file, connection)
     with _utils(settings) as utils, failures():
-        utils.cleanup(tasks, task_identifiers_to_keep=keep)  # type: ignore[arg-type]
-    click.echo(f"Cleaned up: {', '.join(tasks)}")
+        report = utils.cleanup(tasks, task_identifiers_to_keep=keep)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps(_cleanup_json(report)))
+    else:
+        click.echo("\n".join(_cleanup_lines(report)))
+
+
+def _cleanup_json(report: CleanupReport) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if report.deleted_jobs is not None:
+        out["DELETE_PERMAFAILED_JOBS"] = {
+            "deleted_jobs": report.deleted_job_count,
+            "by_task": dict(report.deleted_jobs),
+        }
+    if report.task_identifiers is not None:
+        out["GC_TASK_IDENTIFIERS"] = {"removed": list(report.task_identifiers)}
+    if report.queues is not None:
+        out["GC_JOB_QUEUES"] = {"removed": list(report.queues)}
+    return out
+
+
+def _cleanup_lines(report: CleanupReport) -> list[str]:
+    lines = []
+    if report.deleted_jobs is not None:
+        by_task = ", ".join(f"{task}: {n}" for task, n in report.deleted_jobs.items())
+        count = plural(report.deleted_job_count, "permanently failed job")
+        lines.append(
+            f"DELETE_PERMAFAILED_JOBS: deleted {count}" + (f" ({by_task})" if by_task else "")
+        )
+    if report.task_identifiers is not None:
+        names = ", ".join(report.task_identifiers)
+        count = plural(len(report.task_identifiers), "unused task identifier")
+        lines.append(f"GC_TASK_IDENTIFIERS: removed {count}" + (f": {names}" if names else ""))
+    if report.queues is not None:
+        names = ", ".join(report.queues)
+        count = plural(len(report.queues), "empty queue")
+        lines.append(f"GC_JOB_QUEUES: removed {count}" + (f": {names}" if names else ""))
+    return lines
 
 
 @main.command()

@@ -290,6 +290,11 @@ def remove_jobs(
     default=None,
     help="Run them this long from now: 30s, 10m, 2h, 1d or combined (1h30m).",
 )
+@click.option(
+    "--reset-attempts",
+    is_flag=True,
+    help="Also set their attempts to 0, so that permanently failed jobs run again.",
+)
 @json_option
 @click.pass_context
 def reschedule_jobs(
@@ -300,21 +305,28 @@ def reschedule_jobs(
     job_ids: tuple[int, ...],
     run_at: str | None,
     delay: str | None,
+    reset_attempts: bool,
     as_json: bool,
     **flags: Any,
 ) -> None:
-    """Change when jobs run. Jobs a worker is running are skipped and listed."""
+    """Change when jobs run. Jobs a worker is running are skipped and listed.
+
+    As in graphile-worker, a job keeps its attempts: a permanently failed job (no
+    attempts left) stays failed at its new time, and is listed as such. Add
+    --reset-attempts to give it its attempts back, or use 'jobs retry' to run it now.
+    """
     if (run_at is None) == (delay is None):
         raise click.UsageError("give exactly one of --run-at and --in")
     when = parse_time(run_at) if run_at is not None else from_now(delay or "")
+    attempts = 0 if reset_attempts else None
     with open_inspector(ctx, config_file, flags) as inspector:
         _act(
             inspector,
             "rescheduled",
             job_ids,
-            lambda ids: inspector.reschedule_jobs(ids, when),
+            lambda ids: inspector.utils.reschedule_jobs(ids, run_at=when, attempts=attempts),
             as_json=as_json,
-            extra={"run_at": when.isoformat()},
+            extra={"run_at": when.isoformat(), "reset_attempts": reset_attempts},
         )
 
 
@@ -353,10 +365,23 @@ def _report(
     # in the meantime (a worker finished it) is reported as gone.
     held = inspector.get_jobs(not_done) if not_done else []
     gone = sorted(set(not_done) - {record.job.id for record in held})
+    # Rescheduling keeps attempts (graphile-worker's reschedule_jobs): say which jobs it
+    # left permanently failed, rather than let "Rescheduled 1 job" suggest they will run.
+    failed = [job for job in done if job.attempts >= job.max_attempts]
     if as_json:
-        click.echo(tables.dumps({**tables.action_json(verb, done, held, gone), **(extra or {})}))
-    else:
-        click.echo(tables.action_text(verb, done, held, gone))
+        out = {**tables.action_json(verb, done, held, gone), **(extra or {})}
+        if verb == "rescheduled":
+            out["still_failed"] = [job.id for job in failed]
+        click.echo(tables.dumps(out))
+        return
+    click.echo(tables.action_text(verb, done, held, gone))
+    for job in failed if verb == "rescheduled" else ():
+        click.echo(
+            f"Job {job.id} is still permanently failed ({job.attempts} of"
+            f" {job.max_attempts} attempts used): a new time does not give it attempts"
+            f" back. To run it again: graphile-py jobs reschedule {job.id} --reset-attempts"
+            f" --run-at TIME, or graphile-py jobs retry {job.id} (now)."
+        )
 
 
 # -- queues and cron ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import dict_row
@@ -18,7 +18,18 @@ from graphile_py.db.rows import Row, labelled_jobs
 from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 
-__all__ = ["AdminStatements"]
+__all__ = ["AdminStatements", "CleanupRows"]
+
+
+class CleanupRows(NamedTuple):
+    """What :meth:`AdminStatements.cleanup` removed; None for a step not run."""
+
+    #: Permanently failed jobs deleted, counted per task identifier.
+    deleted_jobs: dict[str, int] | None
+    #: Task identifiers removed (no job used them).
+    task_identifiers: list[str] | None
+    #: Named queues removed (empty and unlocked).
+    queues: list[str] | None
 
 
 class AdminStatements(StatementSet):
@@ -36,18 +47,25 @@ class AdminStatements(StatementSet):
     )
     remove_job_sql = Statement(labelled_jobs("{schema}.remove_job(%s::text)"))
     force_unlock_workers_sql = Statement("select {schema}.force_unlock_workers(%s::text[])")
+    # Each clean-up step returns what it removed, so that operators are told.
     delete_permafailed_sql = Statement(
-        "delete from {schema}._private_jobs where attempts = max_attempts and locked_at is null"
+        "with deleted as (delete from {schema}._private_jobs"
+        " where attempts = max_attempts and locked_at is null returning task_id)"
+        " select tasks.identifier, count(*) from deleted"
+        " left join {schema}._private_tasks as tasks on tasks.id = deleted.task_id"
+        " group by tasks.identifier order by tasks.identifier"
     )
     gc_task_identifiers_sql = Statement(
         "delete from {schema}._private_tasks as tasks"
         " where tasks.id not in (select jobs.task_id from {schema}._private_jobs as jobs)"
         " and tasks.identifier <> all(%s::text[])"
+        " returning tasks.identifier"
     )
     gc_job_queues_sql = Statement(
         "delete from {schema}._private_job_queues as queues"
         " where queues.locked_at is null and not exists ("
         "select 1 from {schema}._private_jobs as jobs where jobs.job_queue_id = queues.id)"
+        " returning queues.queue_name"
     )
     lock_holders_sql = Statement(
         "select held.locked_by as pool_id,"
@@ -118,15 +136,26 @@ class AdminStatements(StatementSet):
         gc_task_identifiers: bool,
         gc_job_queues: bool,
         task_identifiers_to_keep: Sequence[str] = (),
-    ) -> None:
-        """Run the requested clean-up steps in graphile-worker's order."""
+    ) -> CleanupRows:
+        """Run the requested clean-up steps in graphile-worker's order; what each removed.
+
+        A step that was not requested is None in the result.
+        """
+        deleted: dict[str, int] | None = None
+        tasks: list[str] | None = None
+        queues: list[str] | None = None
         with map_db_errors("Cleaning up"):
             if delete_permafailed_jobs:
-                conn.execute(self.delete_permafailed_sql, ())
+                rows = conn.execute(self.delete_permafailed_sql, ()).fetchall()
+                deleted = {str(name): int(count) for name, count in rows}
             if gc_task_identifiers:
-                conn.execute(self.gc_task_identifiers_sql, (list(task_identifiers_to_keep),))
+                keep = list(task_identifiers_to_keep)
+                rows = conn.execute(self.gc_task_identifiers_sql, (keep,)).fetchall()
+                tasks = sorted(str(name) for (name,) in rows)
             if gc_job_queues:
-                conn.execute(self.gc_job_queues_sql, ())
+                rows = conn.execute(self.gc_job_queues_sql, ()).fetchall()
+                queues = sorted(str(name) for (name,) in rows)
+        return CleanupRows(deleted, tasks, queues)
 
     def lock_holders(self, conn: psycopg.Connection[Any]) -> list[Row]:
         """Every pool holding job or queue locks: pool_id, jobs, queues, oldest_lock."""

@@ -33,8 +33,9 @@ from tests.support.workers import jobs_rows
 HALF_EMOJI = "\ud83d"  # the first half of 😀's UTF-16 pair, alone
 
 
-def _cli(db: TestDatabase, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [args[0], "-c", db.dsn, "-s", db.schema, *args[1:]])
+def _cli(db: TestDatabase, command: str, *args: str) -> tuple[int, str]:
+    """Run ``graphile-py COMMAND -c DSN -s SCHEMA ARGS`` in-process."""
+    result = CliRunner().invoke(main, [*command.split(), "-c", db.dsn, "-s", db.schema, *args])
     return result.exit_code, result.output
 
 
@@ -209,3 +210,80 @@ def test_a_wrong_schema_name_is_named(db: TestDatabase) -> None:
         with pytest.raises(SchemaNotInstalled) as info:
             utils.complete_jobs([1])
         _assert_not_installed(info.value, "graphile_wrker")
+
+
+# -- 3. jobs reschedule on a permanently failed job --------------------------------------
+
+
+def _failed_job(db: TestDatabase, task: str = "flaky") -> int:
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        job = utils.add_job(task, {"n": 1}, max_attempts=3)
+        utils.permanently_fail_jobs([job.id], "gave up")
+    return job.id
+
+
+def test_reschedule_says_a_failed_job_stays_failed(db: TestDatabase) -> None:
+    failed = _failed_job(db)
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        ready = utils.add_job("fine").id
+    code, output = _cli(db, "jobs reschedule", str(failed), str(ready), "--in", "0s")
+    assert code == 0, output
+    assert output.startswith("Rescheduled 2 jobs"), output
+    assert f"Job {failed} is still permanently failed (3 of 3 attempts used)" in output
+    assert f"graphile-py jobs reschedule {failed} --reset-attempts" in output
+    assert f"Job {ready} is" not in output
+    row = next(row for row in jobs_rows(db) if row["id"] == failed)
+    assert (row["attempts"], row["last_error"]) == (3, "gave up")  # graphile-worker's rule
+
+    code, output = _cli(db, "jobs reschedule", str(failed), "--in", "0s", "--json")
+    assert code == 0, output
+    printed = json.loads(output)
+    assert printed["rescheduled"] == [failed] and printed["still_failed"] == [failed]
+    assert printed["reset_attempts"] is False
+
+
+def test_reschedule_with_reset_attempts_makes_it_runnable(db: TestDatabase) -> None:
+    failed = _failed_job(db)
+    code, output = _cli(
+        db, "jobs reschedule", str(failed), "--in", "0s", "--reset-attempts", "--json"
+    )
+    assert code == 0, output
+    printed = json.loads(output)
+    assert printed["rescheduled"] == [failed] and printed["still_failed"] == []
+    row = jobs_rows(db)[0]
+    assert (row["attempts"], row["max_attempts"]) == (0, 3)
+    code, output = _cli(db, "jobs list", "--json")
+    assert [job["state"] for job in json.loads(output)] == ["ready"], output
+
+
+# -- 4. cleanup says what it removed ----------------------------------------------------
+
+
+def test_cleanup_reports_what_each_task_removed(db: TestDatabase) -> None:
+    _failed_job(db, "flaky")
+    _failed_job(db, "flaky")
+    _failed_job(db, "other")
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        utils.add_job("kept", queue_name="busy")
+        done = utils.add_job("finished", queue_name="old-queue")
+        utils.complete_jobs([done.id])
+    code, output = _cli(
+        db, "cleanup", "GC_JOB_QUEUES", "GC_TASK_IDENTIFIERS", "DELETE_PERMAFAILED_JOBS"
+    )
+    assert code == 0, output
+    assert output.splitlines() == [
+        "DELETE_PERMAFAILED_JOBS: deleted 3 permanently failed jobs (flaky: 2, other: 1)",
+        "GC_TASK_IDENTIFIERS: removed 3 unused task identifiers: finished, flaky, other",
+        "GC_JOB_QUEUES: removed 1 empty queue: old-queue",
+    ]
+    code, output = _cli(db, "cleanup", "GC_JOB_QUEUES", "DELETE_PERMAFAILED_JOBS", "--json")
+    assert code == 0, output
+    assert json.loads(output) == {
+        "DELETE_PERMAFAILED_JOBS": {"deleted_jobs": 0, "by_task": {}},
+        "GC_JOB_QUEUES": {"removed": []},
+    }
+    code, output = _cli(db, "cleanup", "GC_JOB_QUEUES")
+    assert output.strip() == "GC_JOB_QUEUES: removed 0 empty queues", output
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        report = utils.cleanup(["GC_TASK_IDENTIFIERS"], task_identifiers_to_keep=["kept"])
+    assert report.task_identifiers == () and report.deleted_jobs is None and report.queues is None
