@@ -339,8 +339,11 @@ class JobTracer(Protocol):
         """Around adding jobs: exceptions raised inside propagate through it."""
         ...
 
-    def attempt(self, job: Job, worker_id: str) -> AttemptTrace:
-        """An attempt of ``job`` is starting on this thread."""
+    def attempt(
+        self, job: Job, worker_id: str, queue_name: Callable[[], str | None]
+    ) -> AttemptTrace:
+        """An attempt of ``job`` is starting on this thread (``queue_name()`` names its
+        queue, looked up once per queue and pool)."""
         ...
 
 

@@ -102,8 +102,8 @@ def run_task(
     """
     tracer = TRACING.tracer
     if tracer is not None and task_payload is _SAME:  # graphile_py.contrib.otel is installed
-        return _traced_run(tracer.attempt(helpers.job, helpers.worker_id), function, payload,
-                           helpers, loop)  # fmt: skip
+        trace = tracer.attempt(helpers.job, helpers.worker_id, helpers.get_queue_name)
+        return _traced_run(trace, function, payload, helpers, loop)
     started_at = time.time()
     call_payload = payload if task_payload is _SAME else task_payload
     try:
