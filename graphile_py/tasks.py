@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, Unpack, overload
@@ -215,36 +216,104 @@ def load_task_map(spec: str, *, search_path: str | None = None) -> Mapping[str, 
     ``--tasks tasks:registry`` finds ``./tasks.py``.
     """
     module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise TaskLoadError(
-            f"--tasks must look like 'module:attribute' (for example 'myapp.tasks:registry'),"
-            f" not {spec!r}"
-        )
+    shape = (
+        f"--tasks must look like 'module:attribute' (for example 'myapp.tasks:registry'),"
+        f" not {spec!r}"
+    )
+    if not module_name:
+        raise TaskLoadError(shape)
     directory = search_path or os.getcwd()
     if directory not in sys.path:
         sys.path.insert(0, directory)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise TaskLoadError(
-                f"could not find the task module {module_name!r} (looked in {directory!r}"
-                " and on sys.path)"
-            ) from exc
-        raise TaskLoadError(f"importing the task module {module_name!r} failed: {exc}") from exc
-    except Exception as exc:
-        raise TaskLoadError(
-            f"importing the task module {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+    if not attribute:
+        # Name the task maps the module has, when it imports: the likely fix.
+        try:
+            module = _import_task_module(module_name, directory)
+        except TaskLoadError as exc:
+            raise TaskLoadError(shape) from exc
+        raise TaskLoadError(shape + _candidates(module, module_name))
+    module = _import_task_module(module_name, directory)
     target: object = module
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError as exc:
-            raise TaskLoadError(f"module {module_name!r} has no attribute {attribute!r}") from exc
+            raise TaskLoadError(
+                f"module {module_name!r} ({getattr(module, '__file__', None) or 'no file'})"
+                f" has no attribute {attribute!r}" + _candidates(module, module_name)
+            ) from exc
+    if not isinstance(target, Mapping):
+        raise TaskLoadError(
+            f"{spec} must be a TaskRegistry or a dict of identifier -> function,"
+            f" not {type(target).__name__}" + _candidates(module, module_name)
+        )
     checked = validate_task_map(target, source=spec)
     # A registry is returned as it is: it also carries per-task time limits.
     return target if isinstance(target, TaskRegistry) else checked
+
+
+def _import_task_module(module_name: str, directory: str) -> Any:
+    """Import the task module; a failure says where, with the module's own traceback."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise TaskLoadError(
+                f"could not find the task module {module_name!r} (looked in {directory!r}"
+                " and on sys.path); run the command from your project's directory, or give"
+                " the module's full dotted name"
+            ) from exc
+        raise TaskLoadError(
+            f"importing the task module {module_name!r} failed: it imports {exc.name!r},"
+            f" which is not installed in this Python ({sys.executable})\n" + _import_traceback(exc)
+        ) from exc
+    except SyntaxError as exc:
+        place = f"{exc.filename}:{exc.lineno}" + (f":{exc.offset}" if exc.offset else "")
+        raise TaskLoadError(
+            f"importing the task module {module_name!r} failed: {place}:"
+            f" {type(exc).__name__}: {exc.msg}\n" + _import_traceback(exc)
+        ) from exc
+    except (Exception, SystemExit) as exc:
+        raise TaskLoadError(
+            f"importing the task module {module_name!r} failed:"
+            f" {type(exc).__name__}: {exc}\n" + _import_traceback(exc)
+        ) from exc
+
+
+def _import_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the task module down: no import machinery, no loader."""
+    summary = traceback.TracebackException.from_exception(exc)
+    frames = [
+        frame
+        for frame in summary.stack
+        if not frame.filename.startswith("<frozen")
+        and frame.filename not in (__file__, importlib.__file__)
+    ]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format()).rstrip("\n")
+
+
+def _candidates(module: object, module_name: str) -> str:
+    """A hint naming the task maps that ``module`` does define, if any."""
+    found = [
+        name
+        for name, value in sorted(vars(module).items())
+        if not name.startswith("_")
+        and (
+            isinstance(value, TaskRegistry)
+            or (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(k, str) and callable(v) for k, v in value.items())
+            )
+        )
+    ]
+    if not found:
+        return (
+            f"; the module defines no TaskRegistry or dict of tasks: create one there"
+            f" (registry = TaskRegistry()) and give --tasks {module_name}:registry"
+        )
+    return "; the module's task maps: " + ", ".join(f"--tasks {module_name}:{n}" for n in found)
 
 
 class JobHelpers:

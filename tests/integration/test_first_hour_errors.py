@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -287,3 +290,78 @@ def test_cleanup_reports_what_each_task_removed(db: TestDatabase) -> None:
     with WorkerUtils(db.dsn, schema=db.schema) as utils:
         report = utils.cleanup(["GC_TASK_IDENTIFIERS"], task_identifiers_to_keep=["kept"])
     assert report.task_identifiers == () and report.deleted_jobs is None and report.queues is None
+
+
+# -- 5. a task module that fails to import, and --tasks given the wrong thing -----------
+
+
+@pytest.fixture
+def task_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("gpy_first_")]:
+        del sys.modules[name]
+
+
+def _worker_error(db: TestDatabase, spec: str) -> str:
+    result = CliRunner().invoke(main, ["worker", "-c", db.dsn, "-s", db.schema, "--tasks", spec])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exc_info
+    return result.stderr
+
+
+def test_an_import_error_shows_the_module_and_its_traceback(
+    db: TestDatabase, task_dir: Path
+) -> None:
+    path = task_dir / "gpy_first_boom.py"
+    path.write_text("import json\n\nRATE = 1 / 0\nregistry = {}\n")
+    error = _worker_error(db, "gpy_first_boom:registry")
+    first = error.splitlines()[0]
+    assert first == (
+        "Error: importing the task module 'gpy_first_boom' failed:"
+        " ZeroDivisionError: division by zero"
+    )
+    assert "Traceback (most recent call last):" in error
+    assert f'File "{path}", line 3, in <module>' in error and "RATE = 1 / 0" in error
+    assert "<frozen" not in error and "importlib" not in error and "tasks.py" not in error
+
+
+def test_a_syntax_error_points_at_file_and_line(db: TestDatabase, task_dir: Path) -> None:
+    path = task_dir / "gpy_first_syntax.py"
+    path.write_text("registry = {}\n\ndef broken(:\n    pass\n")
+    error = _worker_error(db, "gpy_first_syntax:registry")
+    assert error.startswith(
+        f"Error: importing the task module 'gpy_first_syntax' failed: {path}:3:12: SyntaxError:"
+    ), error
+    assert "def broken(:" in error
+
+
+def test_a_missing_dependency_is_named(db: TestDatabase, task_dir: Path) -> None:
+    (task_dir / "gpy_first_dep.py").write_text("import gpy_absent_dependency\n")
+    error = _worker_error(db, "gpy_first_dep:registry")
+    assert "it imports 'gpy_absent_dependency', which is not installed" in error
+    assert sys.executable in error and "line 1, in <module>" in error
+
+
+def test_tasks_pointing_at_the_wrong_thing_name_the_task_maps(
+    db: TestDatabase, task_dir: Path
+) -> None:
+    (task_dir / "gpy_first_ok.py").write_text(
+        "from graphile_py import TaskRegistry\n"
+        "jobs = TaskRegistry()\n"
+        "@jobs.task\n"
+        "def hello(payload, helpers):\n    return None\n"
+    )
+    (task_dir / "gpy_first_none.py").write_text("def hello(payload, helpers):\n    return None\n")
+    hint = "the module's task maps: --tasks gpy_first_ok:jobs"
+    for spec, problem in [
+        ("gpy_first_ok", "--tasks must look like 'module:attribute'"),
+        ("gpy_first_ok:registry", "has no attribute 'registry'"),
+        ("gpy_first_ok:hello", "must be a TaskRegistry or a dict of identifier -> function"),
+    ]:
+        error = _worker_error(db, spec)
+        assert problem in error and hint in error, error
+    error = _worker_error(db, "gpy_first_none:hello")
+    assert "the module defines no TaskRegistry or dict of tasks" in error, error
+    assert "--tasks gpy_first_none:registry" in error
