@@ -70,7 +70,9 @@ def run_worker(
         metrics = WorkerMetrics()
         options = dataclasses.replace(options, events=combine_events(options.events, metrics))
     with map_db_errors("Connecting to the database"):
-        conn = psycopg.connect(conninfo, autocommit=True)
+        # Never prepared: a migration's repeated statements would be, and fail through a
+        # transaction-mode pooler (the pool finds out whether there is one later).
+        conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
     with conn:
         migrate(conn, schema=options.schema, side_schema=options.side_schema)
     pool = WorkerPool(tasks, conninfo=conninfo, options=options, once=once)

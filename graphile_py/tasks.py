@@ -366,7 +366,7 @@ class JobHelpers:
         """Borrow a pooled connection (autocommit; use ``conn.transaction()`` for more).
 
         The connection is checked first: one the server closed while it sat in the pool
-        (a restart, an idle timeout) is replaced rather than handed to the task.
+        (a restart, a failover, an idle timeout) is replaced rather than handed to the task.
         """
         for attempt in range(3):
             with borrow(self._pool) as conn:
@@ -375,9 +375,15 @@ class JobHelpers:
                 except psycopg.OperationalError:
                     if attempt == 2:
                         raise
-                    continue  # the pool discards it when it is returned
-                yield conn
+                    dead = True  # the pool discards it when it is returned
+                else:
+                    dead = False
+                    yield conn
+            if not dead:
                 return
+            # Its siblings were most likely closed with it: have the pool test every idle
+            # one now, so the next connection lent is alive (or waits for a new one).
+            self._pool.check()
 
     def get_queue_name(self) -> str | None:
         """The name of the job's named queue, or None if it has none."""

@@ -23,6 +23,7 @@ from psycopg_pool import ConnectionPool
 from graphile_py.db import Row, borrow, map_db_errors, statements_for
 from graphile_py.db.migrate import MigrationReport, migrate
 from graphile_py.db.migrations import DEFAULT_SCHEMA
+from graphile_py.db.pooler import connect_kwargs
 from graphile_py.db.side_schema import side_schema_for
 from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import ConfigurationError
@@ -74,6 +75,8 @@ class WorkerUtils:
 
     >>> with WorkerUtils("postgresql://localhost/app") as utils:  # doctest: +SKIP
     ...     utils.add_job("send_email", {"to": "someone@example.com"})
+
+    Through PgBouncer in transaction mode pass ``prepared_statements=False``.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class WorkerUtils:
         connect_timeout: float = 30.0,
         use_node_time: bool = False,
         side_schema: str | None = None,
+        prepared_statements: bool = True,
     ) -> None:
         self.schema = schema
         #: graphile-py's own schema (pool registry, job history); derived from ``schema``.
@@ -97,7 +101,12 @@ class WorkerUtils:
             conninfo,
             min_size=1,
             max_size=max_pool_size,
-            kwargs={"autocommit": True},
+            # prepared_statements=False for a transaction-mode pooler (PgBouncer), where
+            # psycopg's prepared statements (after 5 runs of one query) would fail.
+            kwargs={
+                "autocommit": True,
+                **({} if prepared_statements else connect_kwargs(prepared_statements=False)),
+            },
             open=False,
             name="graphile-py-utils",
         )

@@ -38,6 +38,7 @@ def _utils(settings: Settings) -> Iterator[WorkerUtils]:
             side_schema=settings.worker.side_schema,
             use_node_time=settings.worker.use_node_time,
         )
+            prepared_statements=settings.worker.prepared_statements,
         with utils:
             yield utils
 

@@ -115,6 +115,7 @@ def dashboard(
             side_schema=settings.worker.side_schema,
             max_pool_size=8,
             run_migrations=False,
+            prepared_statements=settings.worker.prepared_statements,
         ) as utils,
     ):
         inspector = Inspector(utils)

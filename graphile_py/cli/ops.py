@@ -100,6 +100,7 @@ def open_inspector(
             run_migrations=False,
             use_node_time=settings.worker.use_node_time,
             side_schema=settings.worker.side_schema,
+            prepared_statements=settings.worker.prepared_statements,
         ) as utils,
     ):
         inspector = Inspector(utils)

@@ -37,7 +37,9 @@ def migrate(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> No
     settings = settings_from(ctx, config_file, flags)
     with failures(), database(settings) as conninfo:
         with map_db_errors("Connecting to the database"):
-            conn = psycopg.connect(conninfo, autocommit=True)
+            # Never prepared: a migration's repeated statements would be, and fail
+            # through a transaction-mode pooler.
+            conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
         with conn:
             report = run_migrations(
                 conn, schema=settings.worker.schema, side_schema=settings.worker.side_schema

@@ -93,6 +93,9 @@ class Heartbeat:
         )
         #: Times the heartbeat connection was lost and re-established.
         self.reconnects = 0
+        #: False through a transaction-mode pooler, where a session's statement_timeout
+        #: would leak to other clients (the pooler's query_timeout bounds statements then).
+        self.session_settings = True
 
     @classmethod
     def for_pool(
@@ -348,9 +351,10 @@ class Heartbeat:
                 **self._connect_kwargs,
             )
             try:
-                conn.execute(
-                    b"select set_config('statement_timeout', %s, false)", (f"{limit_ms}ms",)
-                )
+                if self.session_settings:
+                    conn.execute(
+                        b"select set_config('statement_timeout', %s, false)", (f"{limit_ms}ms",)
+                    )
             except BaseException:
                 conn.close()
                 raise

@@ -68,7 +68,23 @@ class WorkerOptions:
     )
     prepared_statements: bool = setting(
         True,
-        help="Prepare statements on the server; turn off for pgBouncer in transaction mode",
+        help="Prepare statements on the server; turn off for PgBouncer in transaction mode"
+        " (the worker turns them off itself when its start-up check finds such a pooler)",
+    )
+    listen_conninfo: str | None = setting(
+        None,
+        help="A direct (session) connection for LISTEN, when the connection goes through"
+        " a transaction-mode pooler such as PgBouncer, which cannot deliver notifications",
+        name="listen_url",
+        metavar="URL",
+        default_help="the connection's",
+    )
+    fallback_poll_interval: float = setting(
+        0.5,
+        help="How often idle workers look for jobs when the start-up check finds that"
+        " notifications do not arrive (LISTEN through a transaction-mode pooler)",
+        above=0,
+        finite=True,
     )
     graceful_shutdown_abort_timeout: float = setting(
         5.0,

@@ -12,6 +12,7 @@ pool that stopped on purpose).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -24,6 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from graphile_py.db import map_db_errors, statements_for
 from graphile_py.db.lease import ConnectionLease
+from graphile_py.db.pooler import PROBE_TIMEOUT, connect_kwargs, notifications_arrive
 from graphile_py.errors import EXIT_FENCED, EXIT_INCOMPATIBLE_SCHEMA, WorkerError
 from graphile_py.events import guarded
 from graphile_py.jobs import Job
@@ -69,9 +71,10 @@ class WorkerPool:
         self.events = guarded(self.options.events)
         self._conninfo = conninfo
         self._statements = statements_for(self.options.schema)
-        self._connect_kwargs: dict[str, Any] = {
-            "prepare_threshold": 0 if self.options.prepared_statements else None
-        }
+        # Shared with the heartbeat, and updated in place if start() finds a pooler.
+        self._connect_kwargs: dict[str, Any] = connect_kwargs(
+            prepared_statements=self.options.prepared_statements
+        )
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lease: ConnectionLease | None = None
         self._stop = StopRequest()
@@ -195,11 +198,12 @@ class WorkerPool:
 
     def start(self) -> None:
         """Connect, register our tasks, and start the threads."""
-        opts = self.options
         # One direct connection first: a wrong connection string fails now, with the
         # server's own words, instead of after the pool's 30 s of retrying.
         with map_db_errors("Connecting to the database"):
             psycopg.connect(self._conninfo, **self._connect_kwargs).close()
+        self._check_notifications()
+        opts = self.options
         # Start with a couple of connections and let the pool grow on demand: waiting for
         # max_pool_size connections made every start (and every --once) slow.
         self._pool = ConnectionPool(
@@ -207,6 +211,9 @@ class WorkerPool:
             min_size=min(2, opts.max_pool_size),
             max_size=opts.max_pool_size,
             kwargs={"autocommit": True, **self._connect_kwargs},
+            # Test a connection before lending it: after a restart or failover the pool
+            # may hold connections the server has closed (the lease tests its own).
+            check=ConnectionPool.check_connection,
             open=False,
             name=f"graphile-py-{self.id}",
         )
@@ -259,7 +266,7 @@ class WorkerPool:
         if not self.once:
             events = self.events
             self._listener = Listener(
-                conninfo=self._conninfo,
+                conninfo=opts.listen_conninfo or self._conninfo,
                 connect_kwargs={},
                 on_jobs=self.nudge,
                 on_breaking_migration=self._on_breaking_migration,
@@ -367,6 +374,58 @@ class WorkerPool:
         self.events.pool_release(self)
 
     # -- internals -----------------------------------------------------------------------
+
+    def _check_notifications(self) -> None:
+        """Check that a job's NOTIFY reaches our LISTEN; if not, poll often (and say why).
+
+        Without a listen URL, a NOTIFY that does not arrive means the connection goes
+        through a transaction-mode pooler: prepared statements are turned off too. With
+        one, the connection itself is checked the same way only while prepared statements
+        are on (a run-once pool, which does not listen, checks just that).
+        """
+        opts, conninfo = self.options, self._conninfo
+        listen = opts.listen_conninfo
+        pooled = False
+        if not self.once:
+            heard = notifications_arrive(listen or conninfo, conninfo)
+            pooled = not heard and listen is None
+            if not heard:
+                poll = min(opts.poll_interval, opts.fallback_poll_interval)
+                logger.warning(
+                    "Notifications do not arrive: a NOTIFY sent through the connection did"
+                    " not reach a LISTEN on %s within %gs. %s New jobs will be found by"
+                    " polling every %gs (fallback_poll_interval) instead of at once. To be"
+                    " woken at once, give --listen-url (GRAPHILE_PY_LISTEN_URL) a direct"
+                    " connection to PostgreSQL or to a session-mode pool.",
+                    "the listen URL" if listen else "the same connection",
+                    PROBE_TIMEOUT,
+                    "The listen URL probably goes through a transaction-mode pooler too."
+                    if listen
+                    else "The connection probably goes through a transaction-mode pooler"
+                    " (PgBouncer with pool_mode = transaction), which cannot hold a LISTEN.",
+                    poll,
+                )
+                self._use_poll_interval(poll)
+        if opts.prepared_statements and not pooled and (self.once or listen is not None):
+            pooled = not notifications_arrive(conninfo, conninfo)
+        if pooled and opts.prepared_statements:
+            logger.warning(
+                "The connection goes through a transaction-mode pooler: server-side"
+                " prepared statements are turned off (set prepared_statements = false,"
+                " --no-prepared-statements, to skip this check)"
+            )
+            self.options = dataclasses.replace(self.options, prepared_statements=False)
+            self._claims.options = self.options
+            self._connect_kwargs.update(connect_kwargs(prepared_statements=False))
+        if not self.options.prepared_statements:
+            # Session settings would leak to the pooler's other clients.
+            self._heartbeat.session_settings = False
+
+    def _use_poll_interval(self, seconds: float) -> None:
+        self.options = dataclasses.replace(self.options, poll_interval=seconds)
+        self._claims.options = self.options
+        for slot in self._slots:
+            slot.poll_interval = seconds
 
     def _batch_failed(self, error: BaseException, action: str, count: int) -> None:
         verb = "complete" if action == "complete_job" else "fail"

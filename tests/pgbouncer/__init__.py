@@ -1,0 +1,1 @@
+"""graphile-py through a real PgBouncer in transaction mode (issue 13)."""
