@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, create_model
 from pydantic_settings import (
@@ -36,6 +36,9 @@ from pydantic_settings import (
 from graphile_py.errors import ConfigurationError
 from graphile_py.pool.declaration import Declared, check_declared, declared, setting
 from graphile_py.pool.options import WorkerOptions
+
+if TYPE_CHECKING:
+    from graphile_py.cron.crontab import CronItem
 
 __all__ = ["CONFIG_FILE_NAME", "SETTINGS", "KnownSetting", "Settings", "load_settings"]
 
@@ -115,6 +118,32 @@ class Settings:
     def worker_options(self) -> WorkerOptions:
         """The worker options these settings describe."""
         return self.worker
+
+    def crontab_items(self, directory: Path | None = None) -> list[CronItem]:
+        """The cron items ``graphile-py worker`` schedules with these settings.
+
+        With ``crontab`` set (flag, environment or config file) that file must exist: a
+        missing one raises :class:`ConfigurationError` naming it and the fix. Without
+        it, ``./crontab`` (in ``directory``, default the working directory) is read if
+        present, and there is no cron otherwise. A file with a mistake raises
+        :class:`~graphile_py.CrontabError`.
+        """
+        from graphile_py.cron.scheduler import load_crontab_file  # only cron needs it
+
+        if self.crontab is None:
+            default = (directory or Path.cwd()) / "crontab"
+            return load_crontab_file(default) if default.is_file() else []
+        path = Path(self.crontab)
+        if directory is not None and not path.is_absolute():
+            path = directory / path
+        if not path.is_file():
+            raise ConfigurationError(
+                f"crontab file {str(path)!r} does not exist (it was named by --crontab,"
+                " GRAPHILE_PY_CRONTAB or the crontab key of a config file). Create it,"
+                " correct the path, or leave the setting out to run without cron"
+                " (./crontab is then read if it exists)"
+            )
+        return load_crontab_file(path)
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names that are not attributes: the worker's settings.

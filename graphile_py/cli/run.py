@@ -74,15 +74,7 @@ def worker(ctx: click.Context, /, config_file: Path | None, once: bool, **flags:
         )
     with failures():
         tasks = load_task_map(settings.tasks)
-        crontab = []
-        if not once:
-            from graphile_py.cron.scheduler import (
-                load_crontab_file,  # only continuous workers need it
-            )
-
-            if settings.crontab is not None and not Path(settings.crontab).is_file():
-                fail(f"crontab file {settings.crontab!r} does not exist")
-            crontab = load_crontab_file(settings.crontab or "crontab")
+        crontab = [] if once else settings.crontab_items()
         with database(settings) as conninfo:
             status = run_worker(
                 tasks,
