@@ -41,6 +41,7 @@ from graphile_py.admin.records import (
     StateCounts,
     TaskStatus,
 )
+from graphile_py.admin.served import ServiceReport, services_for_jobs, services_for_tasks
 from graphile_py.admin.worker_utils import LockHolder, WorkerUtils
 from graphile_py.db.health import schema_version
 from graphile_py.db.inspection import inspection_statements_for
@@ -214,6 +215,17 @@ class Inspector:
         return statuses
 
     # -- the side schema: the pool registry and the job history ------------------------------
+
+    def task_services(self, tasks: Sequence[TaskStatus]) -> ServiceReport:
+        """Whether a worker serves each of ``status()``'s tasks (:mod:`graphile_py.admin.served`).
+
+        From the worker registry when Python pools use it, else from the tasks' counts.
+        """
+        return services_for_tasks(self.utils, tasks)
+
+    def job_services(self, records: Sequence[JobRecord]) -> ServiceReport:
+        """Whether a worker serves the tasks of those ``records`` that wait to run."""
+        return services_for_jobs(self.utils, records)
 
     def workers(self, *, include_stopped: bool = False) -> WorkersReport:
         """Registered pools: live ones and recently lost ones (``include_stopped``: all).

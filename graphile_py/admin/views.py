@@ -28,6 +28,7 @@ from graphile_py.admin.records import (
     StateCounts,
     TaskStatus,
 )
+from graphile_py.admin.served import Registry, Service, ServiceReport, TaskService
 from graphile_py.admin.worker_utils import LockHolder
 from graphile_py.jobs import Job
 
@@ -44,6 +45,7 @@ __all__ = [
     "PoolOut",
     "QueueOut",
     "ReplayOut",
+    "ServiceOut",
     "StatsOut",
     "TaskOut",
     "WorkerPoolOut",
@@ -91,19 +93,39 @@ class Counts(BaseModel):
         )
 
 
+class ServiceOut(BaseModel):
+    """Whether a worker serves a task (:mod:`graphile_py.admin.served`).
+
+    ``status`` is ``served``, ``unserved`` (no live graphile-py pool serves it; Node
+    workers are not visible), ``unattempted`` (no registry to ask, and none of its jobs
+    was ever attempted while one has waited over a minute) or ``unknown``; ``pools`` are
+    the live graphile-py pools serving it; ``note`` says it in a sentence.
+    """
+
+    status: Service
+    pools: list[str]
+    note: str
+
+    @classmethod
+    def of(cls, service: TaskService) -> Self:
+        return cls(status=service.service, pools=list(service.pools), note=service.note)
+
+
 class TaskOut(BaseModel):
-    """One task identifier's jobs by state."""
+    """One task identifier's jobs by state, and whether a worker serves it."""
 
     task: str
     counts: Counts
     oldest_ready_age_seconds: float | None
+    service: ServiceOut | None = None
 
     @classmethod
-    def of(cls, task: TaskStatus) -> Self:
+    def of(cls, task: TaskStatus, service: TaskService | None = None) -> Self:
         return cls(
             task=task.task,
             counts=Counts.of(task.counts),
             oldest_ready_age_seconds=seconds(task.oldest_ready_age),
+            service=ServiceOut.of(service) if service is not None else None,
         )
 
 
@@ -146,7 +168,13 @@ class PoolOut(BaseModel):
 
 
 class StatsOut(BaseModel):
-    """What ``graphile-py status`` shows: counts by state, task and queue; locks; pools."""
+    """What ``graphile-py status`` shows: counts by state, task and queue; locks; pools.
+
+    ``unserved`` lists the tasks with jobs waiting to run (ready, scheduled, retrying)
+    that no worker is known to serve (their ``service`` says why); ``registry`` says what
+    that verdict rests on: ``in_use`` (the worker registry), or, without it,
+    ``empty``, ``not_installed`` or ``forbidden`` (the jobs' own history).
+    """
 
     taken_at: Moment
     totals: Counts
@@ -155,17 +183,28 @@ class StatsOut(BaseModel):
     queues: list[QueueOut]
     locked_queues: list[str]
     pools: list[PoolOut]
+    registry: Registry | None = None
+    unserved: list[str] = []
 
     @classmethod
-    def of(cls, report: QueueStatusReport) -> Self:
+    def of(cls, report: QueueStatusReport, services: ServiceReport | None = None) -> Self:
+        verdicts = services.tasks if services is not None else {}
         return cls(
             taken_at=report.taken_at,
             totals=Counts.of(report.totals),
             oldest_ready_age_seconds=seconds(report.oldest_ready_age),
-            tasks=[TaskOut.of(task) for task in report.tasks],
+            tasks=[TaskOut.of(task, verdicts.get(task.task)) for task in report.tasks],
             queues=[QueueOut.of(queue) for queue in report.queues],
             locked_queues=[queue.name for queue in report.locked_queues],
             pools=[PoolOut.of(holder, report.taken_at) for holder in report.pools],
+            registry=services.registry if services is not None else None,
+            unserved=[
+                task.task
+                for task in report.tasks
+                if (verdict := verdicts.get(task.task)) is not None
+                and verdict.unserved
+                and task.counts.ready + task.counts.scheduled + task.counts.retrying > 0
+            ],
         )
 
 
@@ -188,10 +227,13 @@ class JobOut(BaseModel):
     locked_by: str | None
     revision: int
     flags: list[str]
+    #: Why this waiting job may never run: its task's note when no worker is known to
+    #: serve it; null otherwise, and in answers to actions (which do not judge).
+    unserved: str | None = None
 
     @classmethod
-    def of(cls, job: Job, state: JobState) -> Self:
-        return cls.model_validate(_job_fields(job, state))
+    def of(cls, job: Job, state: JobState, service: TaskService | None = None) -> Self:
+        return cls.model_validate(_job_fields(job, state, service))
 
 
 class JobDetailOut(JobOut):
@@ -200,12 +242,13 @@ class JobDetailOut(JobOut):
     payload: JsonValue = None
 
     @classmethod
-    def of(cls, job: Job, state: JobState) -> Self:
-        return cls.model_validate({**_job_fields(job, state), "payload": job.payload})
+    def of(cls, job: Job, state: JobState, service: TaskService | None = None) -> Self:
+        return cls.model_validate({**_job_fields(job, state, service), "payload": job.payload})
 
 
-def _job_fields(job: Job, state: JobState) -> dict[str, Any]:
+def _job_fields(job: Job, state: JobState, service: TaskService | None) -> dict[str, Any]:
     return {
+        "unserved": service.note if service is not None and service.unserved else None,
         "id": job.id,
         "state": state,
         "task_identifier": job.task_identifier,

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from graphile_py.admin.served import add_job_warnings, task_known
 from graphile_py.admin.views import PoolOut
 from graphile_py.admin.worker_utils import CLEANUP_TASKS, CleanupReport, WorkerUtils
 from graphile_py.cli.common import (
@@ -37,8 +38,8 @@ def _utils(settings: Settings) -> Iterator[WorkerUtils]:
             schema=settings.worker.schema,
             side_schema=settings.worker.side_schema,
             use_node_time=settings.worker.use_node_time,
-        )
             prepared_statements=settings.worker.prepared_statements,
+        )
         with utils:
             yield utils
 
@@ -80,7 +81,10 @@ def add_job_command(
     except ValueError as exc:
         fail(f"--payload is not valid JSON: {exc}")
     with _utils(settings) as utils, failures():
+        known_before = task_known(utils, task)
         job = utils.add_job(task, value, flags=list(flags) or None, **options)
+        for warning in add_job_warnings(utils, task, known_before=known_before):
+            click.echo(f"warning: {warning}", err=True)
     click.echo(
         json.dumps(
             {

@@ -127,7 +127,8 @@ def status(ctx: click.Context, /, *, config_file: Path | None, as_json: bool, **
     """
     with open_inspector(ctx, config_file, flags) as inspector:
         report = inspector.status()
-    echo_out(as_json, StatsOut.of(report), tables.status_text(report))
+        services = inspector.task_services(report.tasks)
+    echo_out(as_json, StatsOut.of(report, services), tables.status_text(report, services))
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -177,11 +178,12 @@ def list_jobs(
     )
     with open_inspector(ctx, config_file, flags) as inspector:
         records = inspector.list_jobs(where)
+        services = inspector.job_services(records)
     # Scripts get each job whole, payload included (the dashboard's pages leave it out).
     echo_out(
         as_json,
-        [JobDetailOut.of(r.job, r.state) for r in records],
-        tables.jobs_table(records),
+        [JobDetailOut.of(r.job, r.state, services.marks(r)) for r in records],
+        tables.jobs_table(records, services),
     )
 
 
@@ -201,6 +203,7 @@ def show_job(
     with open_inspector(ctx, config_file, flags) as inspector:
         record = inspector.get_job(job_id)
         attempts = inspector.attempts(job_id, if_installed=True)
+        services = inspector.job_services([record] if record is not None else [])
     if record is None and not attempts:
         fail(f"no job with id {job_id}")
     if record is None:
@@ -209,11 +212,11 @@ def show_job(
         return
     shown = JobShowOut.model_validate(
         {
-            **JobDetailOut.of(record.job, record.state).model_dump(),
+            **JobDetailOut.of(record.job, record.state, services.marks(record)).model_dump(),
             "history": [AttemptOut.of(a) for a in attempts],
         }
     )
-    text = tables.job_details(record) + "\n\n" + tables.timeline_text(attempts)
+    text = tables.job_details(record, services) + "\n\n" + tables.timeline_text(attempts)
     echo_out(as_json, shown, text)
 
 

@@ -24,6 +24,7 @@ from graphile_py.admin.records import (
     QueueStatusReport,
     StateCounts,
 )
+from graphile_py.admin.served import Service, ServiceReport, TaskService
 from graphile_py.admin.views import JobDetailOut
 from graphile_py.jobs import Job
 
@@ -128,8 +129,12 @@ def _counts_row(counts: StateCounts) -> list[int]:
 # -- status -------------------------------------------------------------------------------
 
 
-def status_text(report: QueueStatusReport) -> str:
-    """``graphile-py status``: totals, then tables by task, locked queues and pools."""
+def status_text(report: QueueStatusReport, services: ServiceReport | None = None) -> str:
+    """``graphile-py status``: totals, then tables by task, locked queues and pools.
+
+    With ``services``, a warning for each task whose ready jobs no worker is known to
+    serve, and a ``served`` column.
+    """
     totals = report.totals
     parts = [
         f"{totals.total} jobs at {when(report.taken_at)}: "
@@ -138,12 +143,26 @@ def status_text(report: QueueStatusReport) -> str:
         if report.oldest_ready_age is not None
         else "No job is ready and waiting.",
     ]
+    verdicts = services.tasks if services is not None else {}
+    for t in report.tasks:
+        verdict = verdicts.get(t.task)
+        if verdict is not None and verdict.unserved and t.counts.ready:
+            parts.append(f"! Task {t.task!r} has {_jobs(t.counts.ready)} ready: {verdict.note}.")
     if report.tasks:
+        served = ["served"] if services is not None else []
         parts.append(
             "\n"
             + table(
-                ["task", *STATES, "oldest ready"],
-                [[t.task, *_counts_row(t.counts), t.oldest_ready_age] for t in report.tasks],
+                ["task", *STATES, "oldest ready", *served],
+                [
+                    [
+                        t.task,
+                        *_counts_row(t.counts),
+                        t.oldest_ready_age,
+                        *([_served(verdicts.get(t.task))] if services is not None else []),
+                    ]
+                    for t in report.tasks
+                ],
             )
         )
     busy = [q for q in report.queues if q.counts.total or q.locked_at is not None]
@@ -163,6 +182,22 @@ def status_text(report: QueueStatusReport) -> str:
     else:
         parts.append("\nNo worker pool holds a lock.")
     return "\n".join(parts)
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+def _served(verdict: TaskService | None) -> str | None:
+    """The ``served`` cell: how many live pools, or why not."""
+    if verdict is None:
+        return None
+    if verdict.service is Service.SERVED:
+        count = len(verdict.pools)
+        return f"{count} pool{'' if count == 1 else 's'}" if count else "yes"
+    return {Service.UNSERVED: "NO", Service.UNATTEMPTED: "never tried", Service.UNKNOWN: "?"}[
+        verdict.service
+    ]
 
 
 def queues_table(queues: Sequence[QueueStatus], now: datetime) -> str:
@@ -186,16 +221,22 @@ def queues_table(queues: Sequence[QueueStatus], now: datetime) -> str:
 # -- jobs ---------------------------------------------------------------------------------
 
 
-def jobs_table(records: Sequence[JobRecord]) -> str:
-    """A line per job, newest first, with the start of its last error."""
+def jobs_table(records: Sequence[JobRecord], services: ServiceReport | None = None) -> str:
+    """A line per job, newest first, with the start of its last error.
+
+    A waiting job whose task no worker is known to serve has its state starred, and a
+    line below the table says why, once per task.
+    """
     if not records:
         return "No jobs match."
+    marks = {r.job.id: services.marks(r) for r in records} if services is not None else {}
+    notes = {verdict.task: verdict.note for verdict in marks.values() if verdict is not None}
     return table(
         ["id", "state", "task", "queue", "attempts", "run at", "key", "last error"],
         [
             [
                 r.job.id,
-                r.state.value,
+                r.state.value + ("*" if marks.get(r.job.id) else ""),
                 r.job.task_identifier,
                 r.job.queue_name,
                 f"{r.job.attempts}/{r.job.max_attempts}",
@@ -205,12 +246,15 @@ def jobs_table(records: Sequence[JobRecord]) -> str:
             ]
             for r in records
         ],
-    )
+    ) + "".join(f"\n* task {task!r}: {note}." for task, note in notes.items())
 
 
-def job_details(record: JobRecord) -> str:
+def job_details(record: JobRecord, services: ServiceReport | None = None) -> str:
     """``graphile-py jobs show``: one field a line, then the payload and the last error."""
-    data = JobDetailOut.of(record.job, record.state).model_dump(mode="json")
+    mark = services.marks(record) if services is not None else None
+    data = JobDetailOut.of(record.job, record.state, mark).model_dump(mode="json")
+    if data["unserved"] is None:
+        del data["unserved"]
     payload, last_error = data.pop("payload"), data.pop("last_error")
     data["flags"] = data["flags"] or None  # "-" when there are none
     width = max(len(key) for key in data)

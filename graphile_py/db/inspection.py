@@ -99,6 +99,25 @@ class InspectionStatements(StatementSet):
     get_jobs_sql = Statement(
         "select * from " + _LABELLED + " where labelled.id = any(%s::bigint[]) order by labelled.id"
     )
+    # What the jobs say about whether a worker serves each of these tasks, for when the
+    # worker registry cannot: is one of its jobs running (locked in the last 4 hours),
+    # was one ever attempted, how long its oldest ready job has waited. Each subquery
+    # stops at its first match, except the oldest ready job's.
+    task_evidence_sql = Statement(
+        "select tasks.identifier,"
+        " exists (select 1 from {schema}._private_jobs as jobs where jobs.task_id = tasks.id"
+        " and jobs.locked_at > now() - interval '4 hours') as running,"
+        " exists (select 1 from {schema}._private_jobs as jobs where jobs.task_id = tasks.id"
+        " and (jobs.attempts > 0 or jobs.locked_at is not null)) as attempted,"
+        " (select now() - min(jobs.run_at) from {schema}._private_jobs as jobs"
+        " where jobs.task_id = tasks.id and jobs.locked_at is null and jobs.attempts = 0"
+        " and jobs.run_at <= now()) as oldest_ready_age"
+        " from {schema}._private_tasks as tasks where tasks.identifier = any(%s::text[])"
+    )
+    task_known_sql = Statement(
+        "select exists (select 1 from {schema}._private_tasks as tasks"
+        " where tasks.identifier = %s::text)"
+    )
     known_crontabs_sql = Statement(
         "select identifier, known_since, last_execution, now() as now"
         " from {schema}._private_known_crontabs order by identifier"
@@ -175,6 +194,17 @@ class InspectionStatements(StatementSet):
     def get_jobs(self, conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[Row]:
         """Labelled rows of the jobs with these ids (those that exist), by id."""
         return self._rows(conn, "Reading jobs", self.get_jobs_sql, (list(ids),))
+
+    def task_evidence(self, conn: psycopg.Connection[Any], tasks: Sequence[str]) -> list[Row]:
+        """identifier, running, attempted, oldest_ready_age of each known task of ``tasks``."""
+        action = "Reading what the jobs say of tasks"
+        return self._rows(conn, action, self.task_evidence_sql, (list(tasks),))
+
+    def task_known(self, conn: psycopg.Connection[Any], task: str) -> bool:
+        """Whether ``task`` is in the task table (a worker or a job has used it)."""
+        with map_db_errors("Looking up a task identifier"):
+            row = conn.execute(self.task_known_sql, (task,)).fetchone()
+        return bool(row and row[0])
 
     def known_crontabs(self, conn: psycopg.Connection[Any]) -> list[Row]:
         """Every ``_private_known_crontabs`` row, with the database's ``now``."""

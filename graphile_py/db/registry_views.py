@@ -57,6 +57,27 @@ class RegistryViewStatements(SideViewStatements):
     registered_sql = Statement(
         "select pools.id from {side}.pools as pools where pools.id = any(%s::text[])"
     )
+    # Which task identifiers the live pools serve, and whether any pool ever registered
+    # (a registry nobody uses says nothing about the workers). One row per live
+    # (task, pool) pair; a null task row when no pool is live but some registered.
+    live_tasks_sql = Statement(
+        "select served.task, served.pool_id from (select task, pools.id as pool_id"
+        " from {side}.pools as pools, unnest(pools.task_identifiers) as task"
+        " where pools.stopped_at is null and pools.lost_at is null"
+        " and pools.heartbeat_at >= now() - pools.heartbeat_timeout) as served"
+        " union all select null, null where exists (select 1 from {side}.pools)"
+        " order by 1 nulls first, 2"
+    )
+    # Tasks (among those asked about) with a job locked by a worker outside the registry
+    # (Node, an older graphile-py) within the last 4 hours: evidently served by it. Older
+    # locks are graphile-worker's stale ones, left by a worker that is gone.
+    held_outside_sql = Statement(
+        "select distinct tasks.identifier from {schema}._private_jobs as jobs"
+        " join {schema}._private_tasks as tasks on tasks.id = jobs.task_id"
+        " where jobs.locked_by is not null and jobs.locked_at > now() - interval '4 hours'"
+        " and tasks.identifier = any(%s::text[])"
+        " and not exists (select 1 from {side}.pools as pools where pools.id = jobs.locked_by)"
+    )
 
     def list_pools(
         self,
@@ -86,4 +107,23 @@ class RegistryViewStatements(SideViewStatements):
         """Which of these pool ids are in the registry (ended ones included)."""
         with reading_side_schema("Reading the worker registry", self.side_schema):
             rows = conn.execute(self.registered_sql, (pool_ids,)).fetchall()
+        return {row[0] for row in rows}
+
+    def live_tasks(self, conn: psycopg.Connection[Any]) -> dict[str, list[str]] | None:
+        """Each task identifier live pools serve, with their ids; None if no pool ever
+        registered."""
+        with reading_side_schema("Reading which tasks live pools serve", self.side_schema):
+            rows = conn.execute(self.live_tasks_sql, ()).fetchall()
+        if not rows:
+            return None
+        served: dict[str, list[str]] = {}
+        for task, pool_id in rows:
+            if task is not None:
+                served.setdefault(task, []).append(pool_id)
+        return served
+
+    def held_outside(self, conn: psycopg.Connection[Any], tasks: list[str]) -> set[str]:
+        """Which of ``tasks`` have a job locked by an unregistered worker (recently)."""
+        with reading_side_schema("Reading which jobs unregistered workers hold", self.side_schema):
+            rows = conn.execute(self.held_outside_sql, (tasks,)).fetchall()
         return {row[0] for row in rows}

@@ -126,6 +126,7 @@ def test_status_table(db: TestDatabase, jobs: Jobs) -> None:
     header = next(line for line in lines if line.startswith("task"))
     assert header.split() == [
         "task", "ready", "scheduled", "running", "retrying", "failed", "oldest", "ready",
+        "served",
     ]  # fmt: skip
     email = next(line for line in lines if line.startswith("email"))
     assert email.split()[1:6] == ["1", "0", "0", "0", "1"]

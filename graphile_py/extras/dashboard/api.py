@@ -11,7 +11,7 @@ the database is fine.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
@@ -65,6 +65,9 @@ class DashboardContext:
     allow_actions: bool
     crontab: str | None
     auth: list[str]
+    #: The JSON schema of each typed task's payload, when the dashboard was given the
+    #: task registry (``--tasks``); the database does not know them.
+    payload_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _context(request: Request) -> DashboardContext:
@@ -109,14 +112,24 @@ def info(request: Request) -> InfoOut:
 
 @router.get("/stats", response_model=StatsOut, tags=["read"])
 def stats(request: Request) -> StatsOut:
-    """Job counts by state, task and queue; locked queues; the pools holding locks."""
-    return StatsOut.of(_context(request).inspector.status())
+    """Job counts by state, task and queue; locked queues; the pools holding locks.
+
+    Each task says whether a worker serves it; ``unserved`` lists those with waiting
+    jobs that no worker is known to serve.
+    """
+    inspector = _context(request).inspector
+    report = inspector.status()
+    return StatsOut.of(report, inspector.task_services(report.tasks))
 
 
 @router.get("/jobs", response_model=JobListOut, tags=["read"])
 def list_jobs(request: Request, where: Annotated[JobQuery, Query()]) -> JobListOut:
-    """Jobs matching every filter given, newest first, ``limit`` at a time."""
-    records = _context(request).inspector.list_jobs(
+    """Jobs matching every filter given, newest first, ``limit`` at a time.
+
+    ``unserved`` is set on waiting jobs whose task no worker is known to serve.
+    """
+    inspector = _context(request).inspector
+    records = inspector.list_jobs(
         JobFilter(
             task=where.task or None,
             queue=where.queue or None,
@@ -126,8 +139,9 @@ def list_jobs(request: Request, where: Annotated[JobQuery, Query()]) -> JobListO
             before_id=where.before_id,
         )
     )
+    services = inspector.job_services(records)
     return JobListOut(
-        jobs=[JobOut.of(record.job, record.state) for record in records],
+        jobs=[JobOut.of(record.job, record.state, services.marks(record)) for record in records],
         next_before_id=records[-1].job.id if len(records) == where.limit else None,
     )
 
@@ -143,9 +157,10 @@ def get_job(request: Request, job_id: JobId) -> JobShowOut:
     inspector = _context(request).inspector
     job, state = _record(inspector, job_id)
     attempts = inspector.attempts(job_id, if_installed=True)
+    mark = inspector.job_services([JobRecord(job, state)]).marks(JobRecord(job, state))
     return JobShowOut.model_validate(
         {
-            **JobDetailOut.of(job, state).model_dump(),
+            **JobDetailOut.of(job, state, mark).model_dump(),
             "history": [AttemptOut.of(attempt) for attempt in attempts],
         }
     )
@@ -203,8 +218,39 @@ def queues(request: Request) -> list[QueueOut]:
 
 @router.get("/tasks", response_model=list[TaskOut], tags=["read"])
 def tasks(request: Request) -> list[TaskOut]:
-    """Every task identifier that has jobs, with its counts."""
-    return [TaskOut.of(task) for task in _context(request).inspector.status().tasks]
+    """Every task identifier that has jobs, with its counts and whether a worker serves it."""
+    inspector = _context(request).inspector
+    tasks = inspector.status().tasks
+    services = inspector.task_services(tasks)
+    return [TaskOut.of(task, services.of(task.task)) for task in tasks]
+
+
+@router.get("/payload-schemas", response_model=dict[str, dict[str, Any]], tags=["read"])
+def payload_schemas(request: Request) -> dict[str, dict[str, Any]]:
+    """The JSON schema of each typed task's payload, by task identifier.
+
+    Empty unless the dashboard was started with the task registry (``--tasks``).
+    """
+    return _context(request).payload_schemas
+
+
+@router.get(
+    "/payload-schemas/{identifier:path}",
+    response_model=dict[str, Any],
+    tags=["read"],
+    responses={404: {"description": "No payload schema is known for this task"}},
+)
+def payload_schema(request: Request, identifier: str) -> dict[str, Any]:
+    """The JSON schema of one typed task's payload."""
+    known = _context(request).payload_schemas
+    if identifier not in known:
+        hint = (
+            "it has no typed payload"
+            if known
+            else "start the dashboard with --tasks module:registry to show payload schemas"
+        )
+        raise HTTPException(404, f"no payload schema is known for task {identifier!r}: {hint}")
+    return known[identifier]
 
 
 @router.get("/cron", response_model=list[CronOut], tags=["read"])
