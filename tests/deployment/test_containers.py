@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from graphile_py import JobSpec, add_jobs
+from graphile_py import JobSpec, add_job, add_jobs
 from graphile_py.settings import SETTINGS
 from tests.deployment.deploy_files import (
     COMPOSE,
@@ -281,3 +281,37 @@ def test_keda_query_counts_ready_and_running_jobs_of_the_workers_tasks(db: TestD
         )
         count = conn.execute(sql.SQL(query).format(s=ident)).fetchone()
     assert count == (4,)  # 3 ready + 1 running
+
+
+def test_compose_node_task_runs_in_node_graphile_worker(
+    db: TestDatabase, node_worker: Path
+) -> None:
+    """The Node service's task directory works with the real graphile-worker 0.18.0 CLI."""
+    from tests.interop.node_schema import database_url
+
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        job = add_job(conn, "hello_node", {"name": "compose"}, schema=db.schema)
+    command = ["node", str(node_worker / "dist" / "cli.js"), "-c", database_url(db.dsn), "--once"]
+    if db.schema != "graphile_worker":
+        command += ["--schema", db.schema]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "GRAPHILE_WORKER"))}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        command,
+        cwd=REPO_ROOT / "deploy" / "compose" / "node",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Hello from Node, compose" in result.stdout + result.stderr
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        left = conn.execute(
+            sql.SQL("select count(*) from {}._private_jobs where id = %s").format(
+                sql.Identifier(db.schema)
+            ),
+            (job.id,),
+        ).fetchone()
+    assert left == (0,)
