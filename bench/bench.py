@@ -446,7 +446,14 @@ class Bench:
     # -- processes ---------------------------------------------------------------------
 
     def spawn_worker(
-        self, runtime: str, dsn: str, *, concurrency: int, batched: bool, history: bool = False
+        self,
+        runtime: str,
+        dsn: str,
+        *,
+        concurrency: int,
+        batched: bool,
+        history: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> Proc:
         tag = self._tag(f"{runtime}-worker")
         ids_file = self.logdir / f"{tag}.ids"
@@ -459,6 +466,7 @@ class Bench:
                 batched=batched,
                 history=history,
                 ids_file=str(ids_file),
+                **(extra or {}),
             )
             proc = Proc(
                 [self.python, str(BENCH / "py_worker.py"), str(cfg)], logdir=self.logdir, tag=tag
@@ -1544,6 +1552,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--scale", action="store_true", help="run the scale curve instead of the main table"
     )
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="graphile-py through PgBouncer (transaction mode) beside a direct connection:"
+        " drain rate, and wake-up latency with and without a direct listen URL",
+    )
+    parser.add_argument(
         "--scale-sizes",
         type=lambda s: [int(x) for x in s.split(",")],
         default=[2_000, 20_000, 200_000],
@@ -1614,6 +1628,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.scale:
             body = run_scale(bench, args)
             title = "graphile-py vs Node graphile-worker 0.18.0: scale curve"
+        elif args.pgbouncer:
+            from pgbouncer_bench import run_pgbouncer
+
+            body = run_pgbouncer(bench, args)
+            title = "graphile-py through PgBouncer (transaction mode) and direct"
         else:
             body = run_main(bench, args)
             title = "graphile-py vs Node graphile-worker 0.18.0"
@@ -1642,7 +1661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         ]
     )
-    output = args.output or RESULTS / ("scale.md" if args.scale else "latest.md")
+    default_name = "scale.md" if args.scale else "pgbouncer.md" if args.pgbouncer else "latest.md"
+    output = args.output or RESULTS / default_name
     output.write_text(text)
     print(text)
     log(f"written to {output} ({elapsed:.0f}s)")

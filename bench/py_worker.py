@@ -3,7 +3,8 @@
 Usage: python py_worker.py <config.json>
 
 Config keys: "dsn", "concurrency", "max_pool_size", "batched" (bool), "history" (bool:
-record every attempt in the job history), "ids_file".
+record every attempt in the job history), "ids_file"; optional "listen_dsn" (a direct
+connection for LISTEN) and "prepared_statements" (false: never prepare), for PgBouncer.
 
 The process builds a WorkerPool with two tasks, starts it, waits until its LISTEN
 connection is up and prints "READY". It stops gracefully when stdin has a "stop" line or
@@ -65,6 +66,10 @@ def main() -> int:
         }
     if config.get("history"):
         extra["history"] = True
+    if config.get("listen_dsn"):
+        extra["listen_conninfo"] = config["listen_dsn"]
+    if config.get("prepared_statements") is False:
+        extra["prepared_statements"] = False
     options = WorkerOptions(
         concurrency=int(config["concurrency"]),
         max_pool_size=int(config["max_pool_size"]),
