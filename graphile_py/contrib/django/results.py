@@ -135,12 +135,13 @@ def payload_arguments(payload: Any) -> tuple[list[Any], dict[str, Any]]:
     return args, dict(kwargs)
 
 
-def resolve_task(identifier: str, payload: Any) -> Any | None:
+def resolve_task(identifier: str, payload: Any, priority: int | None = None) -> Any | None:
     """The Django task a job's identifier names, as it was enqueued; None if none.
 
-    The task found at the module path is given the job's Django queue and ``run_after``
-    back (its priority is the job's); a task whose queue the settings no longer allow is
-    returned as it is defined.
+    The task found at the module path is given back the job's Django queue, backend and
+    ``run_after`` (from the payload) and the Django priority of the job's ``priority``
+    (when given and within Django's range); a task whose options the settings no longer
+    allow is returned as it is defined.
     """
     from graphile_py.contrib.django.backend import GraphileBackend
 
@@ -154,12 +155,14 @@ def resolve_task(identifier: str, payload: Any) -> Any | None:
         return None
     meta = payload.get("django") if isinstance(payload, Mapping) else None
     if not isinstance(meta, Mapping):
-        return task
+        meta = {}
     changes: dict[str, Any] = {}
     if isinstance(meta.get("queue_name"), str):
         changes["queue_name"] = meta["queue_name"]
     if isinstance(meta.get("backend"), str):
         changes["backend"] = meta["backend"]
+    if priority is not None and -100 <= -priority <= 100:
+        changes["priority"] = -priority  # graphile's order turned back into Django's
     if isinstance(meta.get("run_after"), str):
         changes["run_after"] = django_time(datetime.datetime.fromisoformat(meta["run_after"]))
     try:
@@ -213,7 +216,7 @@ def read_result(backend: Any, result_id: str) -> Any:
         )
     identifier = job["task_identifier"] if job else attempts[-1]["task_identifier"]
     payload = job["payload"] if job else last_payload
-    task = resolve_task(identifier, payload)
+    task = resolve_task(identifier, payload, job["priority"] if job else None)
     if task is None:
         raise TaskResultDoesNotExist(
             f"job {job_id} runs the task {identifier!r}, which is not a Django task: no"

@@ -117,7 +117,7 @@ class _Call:
 
     def __init__(self, task: Any, payload: Any, helpers: JobHelpers) -> None:
         job = helpers.job
-        self.task = resolve_task(job.task_identifier, payload) or task
+        self.task = resolve_task(job.task_identifier, payload, job.priority) or task
         self.args, self.kwargs = payload_arguments(payload)
         meta = payload.get("django") if isinstance(payload, Mapping) else None
         alias = meta.get("backend") if isinstance(meta, Mapping) else None

@@ -88,7 +88,8 @@ def test_the_enqueued_result_and_the_job(django_db: TestDatabase) -> None:
 def test_django_priority_larger_runs_sooner(django_db: TestDatabase) -> None:
     for label, priority in [("low", -50), ("middle", 0), ("high", 50), ("top", 100)]:
         tasks.record.using(priority=priority).enqueue(label)
-    tasks.record.using(priority=-100).enqueue("bottom")
+    bottom = tasks.record.using(priority=-100).enqueue("bottom")
+    assert tasks.record.get_result(bottom.id).task.priority == -100
     stored = {job["payload"]["args"][0]: job["priority"] for job in queue_jobs(django_db)}
     assert stored == {"low": 50, "middle": 0, "high": -50, "top": -100, "bottom": 100}
     run_jobs(django_db, jobs=1)
