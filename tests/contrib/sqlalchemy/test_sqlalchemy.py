@@ -10,9 +10,14 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import psycopg
+import psycopg2
 import pytest
 from psycopg import sql
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
 from graphile_py import (
     JobRejected,
@@ -25,12 +30,6 @@ from graphile_py import (
 )
 from tests.contrib.sqlalchemy.conftest import sa_url
 from tests.support import TestDatabase
-
-sqlalchemy = pytest.importorskip("sqlalchemy")  # in the 'test' extra: CI always has it
-
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
 
 
 @pytest.fixture
@@ -154,7 +153,6 @@ def test_none_and_a_connection_string_are_refused_with_what_to_do(db: TestDataba
 
 
 def test_psycopg2_connection_is_refused(db: TestDatabase) -> None:
-    psycopg2 = pytest.importorskip("psycopg2")
     conn = psycopg2.connect(db.dsn)
     try:
         message = refusal(conn)
@@ -167,7 +165,6 @@ def test_psycopg2_connection_is_refused(db: TestDatabase) -> None:
 
 
 def test_asyncpg_connection_is_refused(db: TestDatabase) -> None:
-    asyncpg = pytest.importorskip("asyncpg")
     url = sa_url(db, "asyncpg").render_as_string(hide_password=False).replace("+asyncpg", "")
 
     async def scenario() -> str:
@@ -185,7 +182,6 @@ def test_asyncpg_connection_is_refused(db: TestDatabase) -> None:
 
 
 def test_sqlalchemy_on_other_drivers_is_refused_before_anything_begins(db: TestDatabase) -> None:
-    pytest.importorskip("psycopg2")
     engine = create_engine(sa_url(db, "psycopg2"))
     try:
         with Session(engine) as session:
@@ -198,7 +194,6 @@ def test_sqlalchemy_on_other_drivers_is_refused_before_anything_begins(db: TestD
             assert not conn.in_transaction()
     finally:
         engine.dispose()
-    pytest.importorskip("asyncpg")
 
     async def async_refusal() -> str:
         async_engine = create_async_engine(sa_url(db, "asyncpg"))
