@@ -113,11 +113,12 @@ class ClaimStatements(StatementSet):
         identifiers: Mapping[int, str] | None = None,
         history: History | None = None,
         started_at: float | None = None,
+        done_task: str = "",
     ) -> list[Job]:
         """Delete finished job ``done_id`` (of no named queue) and claim the next, atomically.
 
-        With ``history``, the same statement records the attempt, started at ``started_at``
-        (epoch seconds), as a success.
+        With ``history``, the same statement records the attempt of task ``done_task``,
+        started at ``started_at`` (epoch seconds), as a success.
 
         The delete is fenced as every completion is (``COMPLETION_FENCE``): a job that
         another pool holds now is left to it.
@@ -135,6 +136,7 @@ class ClaimStatements(StatementSet):
             )
         else:
             params["started"] = started_at
+            params["task"] = done_task
             params["payload_limit"] = history.payload_limit
             statement = self.complete_recording_and_claim_statement(
                 history, flags="flags" in params, node_time=now is not None
@@ -193,7 +195,9 @@ def _claim_template(
         "select queues.id from {schema}._private_job_queues as queues"
         " where queues.is_available = true for update skip locked))"
         + flag_filter
-        + " order by jobs.priority asc, jobs.run_at asc limit %(limit)s for update skip locked)"
+        + " order by jobs.priority asc, jobs.run_at asc limit "
+        + ("%(limit)s" if batch else "1")
+        + " for update skip locked)"
     )
     if batch:
         # A batch must never hold two jobs of one named queue: that would run them at once,
@@ -229,6 +233,7 @@ def _claim_template(
             + record_attempts(
                 "completed as ran",
                 started="%(started)s::float8",
+                unqueued_task="%(task)s::text",
                 outcome="'success'",
                 error="null",
             )

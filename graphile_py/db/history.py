@@ -60,26 +60,45 @@ ATTEMPT_COLUMNS = (
 )
 
 
-def record_attempts(source: str, *, started: str, outcome: str, error: str) -> str:
+def record_attempts(
+    source: str,
+    *,
+    started: str,
+    outcome: str,
+    error: str,
+    unqueued_task: str | None = None,
+    pool: str = "%(pool)s::text",
+) -> str:
     """The ``insert`` of one ``job_attempts`` row per row of ``source``.
 
     ``source`` is a from-list whose alias ``ran`` has the job's columns as they were when
     the task ran (a ``delete ... returning`` CTE, or ``_private_jobs`` read in the
     statement's snapshot, which an ``update`` in the same statement does not change);
     ``started`` is an expression in epoch seconds (null: when the job was claimed).
-    Uses the parameters ``%(pool)s`` and ``%(payload_limit)s``.
+    Uses the parameter ``%(payload_limit)s``, and ``%(pool)s`` unless ``pool`` (the
+    expression for the pool that ran the attempt) says otherwise.
+
+    ``unqueued_task``, an expression for the task identifier of jobs known to have no
+    named queue, spares the statement its two joins: on the one-job-per-statement hot path
+    the planner's work on them cost more than the insert (see bench/results/history-drain.md).
     """
+    if unqueued_task is None:
+        names = "tasks.identifier, queues.queue_name"
+        joins = (
+            " join {schema}._private_tasks as tasks on tasks.id = ran.task_id"
+            " left join {schema}._private_job_queues as queues on queues.id = ran.job_queue_id"
+        )
+    else:
+        names, joins = unqueued_task + ", null", ""
+    size = "octet_length(ran.payload::text)"
     return (
         "insert into {side}.job_attempts (job_id, task_identifier, queue_name, key, payload,"
         " payload_bytes, attempt, max_attempts, pool_id, started_at, outcome, error)"
-        " select ran.id, tasks.identifier, queues.queue_name, ran.key,"
-        " case when sized.bytes <= %(payload_limit)s::int then ran.payload end, sized.bytes,"
-        " ran.attempts, ran.max_attempts, %(pool)s::text,"
+        " select ran.id, " + names + ", ran.key,"
+        " case when " + size + " <= %(payload_limit)s::int then ran.payload end, " + size + ","
+        " ran.attempts, ran.max_attempts, " + pool + ","
         " coalesce(to_timestamp(" + started + "), ran.locked_at, now()),"
-        " " + outcome + ", " + error + " from " + source + ""
-        " cross join lateral (select octet_length(ran.payload::text)) as sized(bytes)"
-        " join {schema}._private_tasks as tasks on tasks.id = ran.task_id"
-        " left join {schema}._private_job_queues as queues on queues.id = ran.job_queue_id"
+        " " + outcome + ", " + error + " from " + source + joins
     )
 
 

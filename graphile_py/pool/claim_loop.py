@@ -312,6 +312,7 @@ class ClaimLoop:
                         identifiers=self._identifier_by_task_id,
                         history=self.outcomes.history,
                         started_at=outcome.started_at,
+                        done_task=job.task_identifier,
                     )
                 else:
                     with (
