@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from graphile_py.db.history import record_attempts
 from graphile_py.db.side_views import SideViewStatements
 from graphile_py.db.statement_set import Statement
 from graphile_py.db.translate import map_db_errors
@@ -53,6 +54,42 @@ class LostPool:
     queues: int
 
 
+def _rescue(*, recorded: str) -> str:
+    """The rescue statement; ``recorded`` is a common table expression to add (or "")."""
+    return (
+        "with lost as materialized (select pools.id, now() - pools.heartbeat_at as silence"
+        " from {side}.pools as pools"
+        " where pools.stopped_at is null and pools.lost_at is null"
+        " and pools.id <> %(id)s::text"
+        " and pools.heartbeat_at < now() - pools.heartbeat_timeout"
+        " for update skip locked),"
+        " released_jobs as (update {schema}._private_jobs as jobs"
+        " set locked_by = null, locked_at = null,"
+        " last_error = 'Worker pool ' || lost.id || ' was declared lost at '"
+        " || to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        " || ' by pool ' || %(id)s::text || ' (no heartbeat for '"
+        " || round(extract(epoch from lost.silence)::numeric, 1) || 's); the job will run"
+        " again unless it has no attempts left'"
+        " from lost where jobs.locked_by = lost.id"
+        " returning lost.id as pool_id, jobs.id as job_id, jobs.last_error),"
+        + recorded
+        + " released_queues as (update {schema}._private_job_queues as queues"
+        " set locked_by = null, locked_at = null"
+        " from lost where queues.locked_by = lost.id returning lost.id as pool_id),"
+        " marked as (update {side}.pools as pools"
+        " set lost_at = now(), lost_by = %(id)s::text,"
+        " jobs_rescued = (select count(*) from released_jobs"
+        " where released_jobs.pool_id = pools.id)"
+        " from lost where pools.id = lost.id"
+        " returning pools.id, pools.hostname, pools.pid, pools.heartbeat_at, pools.lost_at)"
+        " select marked.id, marked.hostname, marked.pid, marked.heartbeat_at, marked.lost_at,"
+        " coalesce((select array_agg(released_jobs.job_id order by released_jobs.job_id)"
+        " from released_jobs where released_jobs.pool_id = marked.id), '{{}}'::bigint[]),"
+        " (select count(*) from released_queues where released_queues.pool_id = marked.id)"
+        " from marked order by marked.id"
+    )
+
+
 class RegistryStatements(SideViewStatements):
     """The registry statements of one pool, for a worker schema and its side schema."""
 
@@ -79,36 +116,20 @@ class RegistryStatements(SideViewStatements):
         " jobs_succeeded = %(succeeded)s::bigint, jobs_failed = %(failed)s::bigint"
         " where pools.id = %(id)s::text and pools.lost_at is null and pools.stopped_at is null"
     )
-    rescue_sql = Statement(
-        "with lost as materialized (select pools.id, now() - pools.heartbeat_at as silence"
-        " from {side}.pools as pools"
-        " where pools.stopped_at is null and pools.lost_at is null"
-        " and pools.id <> %(id)s::text"
-        " and pools.heartbeat_at < now() - pools.heartbeat_timeout"
-        " for update skip locked),"
-        " released_jobs as (update {schema}._private_jobs as jobs"
-        " set locked_by = null, locked_at = null,"
-        " last_error = 'Worker pool ' || lost.id || ' was declared lost at '"
-        " || to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-        " || ' by pool ' || %(id)s::text || ' (no heartbeat for '"
-        " || round(extract(epoch from lost.silence)::numeric, 1) || 's); the job will run"
-        " again unless it has no attempts left'"
-        " from lost where jobs.locked_by = lost.id"
-        " returning lost.id as pool_id, jobs.id as job_id),"
-        " released_queues as (update {schema}._private_job_queues as queues"
-        " set locked_by = null, locked_at = null"
-        " from lost where queues.locked_by = lost.id returning lost.id as pool_id),"
-        " marked as (update {side}.pools as pools"
-        " set lost_at = now(), lost_by = %(id)s::text,"
-        " jobs_rescued = (select count(*) from released_jobs"
-        " where released_jobs.pool_id = pools.id)"
-        " from lost where pools.id = lost.id"
-        " returning pools.id, pools.hostname, pools.pid, pools.heartbeat_at, pools.lost_at)"
-        " select marked.id, marked.hostname, marked.pid, marked.heartbeat_at, marked.lost_at,"
-        " coalesce((select array_agg(released_jobs.job_id order by released_jobs.job_id)"
-        " from released_jobs where released_jobs.pool_id = marked.id), '{{}}'::bigint[]),"
-        " (select count(*) from released_queues where released_queues.pool_id = marked.id)"
-        " from marked order by marked.id"
+    rescue_sql = Statement(_rescue(recorded=""))
+    # With history on, each released job's attempt is recorded as lost, by its pool.
+    rescue_recording_sql = Statement(
+        _rescue(
+            recorded=" recorded as ("
+            + record_attempts(
+                "released_jobs join {schema}._private_jobs as ran on ran.id = released_jobs.job_id",
+                started="null",
+                outcome="'lost'",
+                error="released_jobs.last_error",
+                pool="released_jobs.pool_id",
+            )
+            + "),"
+        )
     )
     wake_sql = Statement("select pg_notify('jobs:insert', %s::text)")
 
@@ -144,15 +165,24 @@ class RegistryStatements(SideViewStatements):
         with map_db_errors("Deregistering the worker pool"):
             return conn.execute(self.deregister_sql, params).rowcount == 1
 
-    def rescue(self, conn: psycopg.Connection[Any], pool_id: str) -> list[LostPool]:
+    def rescue(
+        self, conn: psycopg.Connection[Any], pool_id: str, *, history_payload_limit: int | None
+    ) -> list[LostPool]:
         """Declare overdue pools lost and release their jobs and queues; wake idle pools.
 
         One statement: the pools are marked and their locks released together, or not
         at all. Jobs keep the attempt the lost pool used and get a ``last_error`` naming
         the lost pool. Then one ``jobs:insert`` notification announces the released jobs.
+        With ``history_payload_limit`` (history on), each released job's attempt goes into
+        the job history as ``lost``, in the same statement.
         """
         with map_db_errors("Rescuing the jobs of lost pools"):
-            rows = conn.execute(self.rescue_sql, {"id": pool_id}).fetchall()
+            if history_payload_limit is None:
+                cur = conn.execute(self.rescue_sql, {"id": pool_id})
+            else:
+                params = {"id": pool_id, "payload_limit": history_payload_limit}
+                cur = conn.execute(self.rescue_recording_sql, params)
+            rows = cur.fetchall()
             lost = [
                 LostPool(
                     pool_id=str(row[0]),

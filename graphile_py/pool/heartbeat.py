@@ -69,8 +69,11 @@ class Heartbeat:
         counters: Callable[[], tuple[int, int]],
         on_fenced: Callable[[str], None],
         on_rescued: Callable[[LostPool], None],
+        history_payload_limit: int | None = None,
     ) -> None:
         self.registration = registration
+        #: With history on, the payload cap of the ``lost`` attempts a rescue records.
+        self._history_payload_limit = history_payload_limit
         self.pool_id = registration.pool_id
         self.timeout = registration.heartbeat_timeout
         self.interval = interval
@@ -129,6 +132,7 @@ class Heartbeat:
             counters=counters,
             on_fenced=on_fenced,
             on_rescued=on_rescued,
+            history_payload_limit=options.history_payload_limit if options.history else None,
         )
 
     @property
@@ -306,7 +310,10 @@ class Heartbeat:
                 return "lost"
             self._last_beat = time.monotonic()
             if others_overdue:
-                for lost in self._statements.rescue(conn, self.pool_id):
+                rescued = self._statements.rescue(
+                    conn, self.pool_id, history_payload_limit=self._history_payload_limit
+                )
+                for lost in rescued:
                     self._rescued(lost)
         except GraphileError as exc:
             self._close()

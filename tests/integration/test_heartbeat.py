@@ -207,3 +207,31 @@ def test_a_run_once_pool_registers_and_deregisters(db: TestDatabase) -> None:
     row = _pools(db)[pool.id]
     assert row["stopped_at"] is not None and row["jobs_succeeded"] == 1
     assert queue_rows(db) == []
+
+
+def test_a_rescuer_with_history_on_records_the_lost_attempts(db: TestDatabase) -> None:
+    """The attempt a lost pool was running appears in the history as ``lost``, by that pool,
+    before the rescuer's own successful attempt."""
+    ran: list[int] = []
+    plain, queued = _add(db, JobSpec("t", {"n": 1}), JobSpec("t", {"n": 2}, queue_name="q"))
+    _register_dead_pool(db, "pool-dead", "5 seconds")
+    _lock_for(db, "pool-dead", [plain, queued])
+    with running_pool(db, {"t": lambda p, h: ran.append(h.job.id)}, history=True, **FAST) as pool:
+        wait_for(lambda: len(ran) == 2, timeout=10)
+    with db.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL(
+                "select job_id, queue_name, payload, attempt, pool_id, outcome, error"
+                " from {}.job_attempts order by job_id, id"
+            ).format(_side(db))
+        )
+        rows = cur.fetchall()
+    assert [(r["job_id"], r["pool_id"], r["outcome"], r["attempt"]) for r in rows] == [
+        (plain, "pool-dead", "lost", 1),
+        (plain, pool.id, "success", 2),
+        (queued, "pool-dead", "lost", 1),
+        (queued, pool.id, "success", 2),
+    ]
+    lost = [r for r in rows if r["outcome"] == "lost"]
+    assert [(r["queue_name"], r["payload"]) for r in lost] == [(None, {"n": 1}), ("q", {"n": 2})]
+    assert all("Worker pool pool-dead was declared lost" in r["error"] for r in lost)
