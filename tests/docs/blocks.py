@@ -13,7 +13,7 @@ SHELL_LANGUAGES = frozenset({"shell", "sh", "bash", "console", "shell-session"})
 #: The marker's directives: the first word after ``doc-test:``.
 DIRECTIVES = frozenset({"illustrative", "with-dashboard"})
 
-FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<info>.*)$")
+FENCE = re.compile(r"^\s{0,3}(?P<fence>```+|~~~+)\s*(?P<info>.*)$")
 MARKER = re.compile(r"<!--\s*doc-test:\s*(?P<directive>[\w-]+)\s*(?P<rest>.*?)\s*-->")
 PROMPT = "$ "
 
@@ -72,13 +72,13 @@ def pages() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def shell_blocks(page: Path) -> list[Block]:
+def shell_blocks(page: Path, problems: list[str]) -> list[Block]:
     """The shell blocks of one page, with the markers placed right above them.
 
     A block is a shell block when its fence says so (``shell``, ``sh``, ``bash``,
     ``console``) or, with no language, when a line starts with ``$ ``. A marker belongs
     to the next fence, with only blank lines or other markers between them; a marker
-    with an unknown directive, or that no shell block follows, is an error.
+    with an unknown directive, or that no shell block follows, is added to ``problems``.
     """
     name = page.relative_to(ROOT).as_posix()
     lines = page.read_text(encoding="utf-8").splitlines()
@@ -89,12 +89,13 @@ def shell_blocks(page: Path) -> list[Block]:
     while i < len(lines):
         line = lines[i]
         fence = FENCE.match(line)
+        # Only a line that is nothing but markers: one quoted in prose is not a marker.
         markers = list(MARKER.finditer(line))
-        if markers:
+        if markers and not MARKER.sub("", line).strip():
             for marker in markers:
                 directive = marker.group("directive")
                 if directive not in DIRECTIVES:
-                    raise ValueError(
+                    problems.append(
                         f"{name}:{i + 1}: unknown doc-test directive {directive!r};"
                         f" known: {', '.join(sorted(DIRECTIVES))}"
                     )
@@ -104,12 +105,13 @@ def shell_blocks(page: Path) -> list[Block]:
             continue
         if fence is None:
             if line.strip() and pending:
-                raise ValueError(f"{name}:{pending_line}: a doc-test marker with no block under it")
+                problems.append(f"{name}:{pending_line}: a doc-test marker with no block under it")
+                pending = {}
             i += 1
             continue
         close = fence.group("fence")
         end = i + 1
-        while end < len(lines) and not lines[end].startswith(close):
+        while end < len(lines) and not lines[end].lstrip().startswith(close):
             end += 1
         language = (fence.group("info").split() or [""])[0].lower()
         body = "\n".join(lines[i + 1 : end])
@@ -117,7 +119,7 @@ def shell_blocks(page: Path) -> list[Block]:
         if language in SHELL_LANGUAGES or (language == "" and block.transcript):
             blocks.append(block)
         elif pending:
-            raise ValueError(
+            problems.append(
                 f"{name}:{pending_line}: a doc-test marker above a block that is not a shell"
                 f" block ({language or 'no language'})"
             )
@@ -126,5 +128,7 @@ def shell_blocks(page: Path) -> list[Block]:
     return blocks
 
 
-def all_shell_blocks() -> list[Block]:
-    return [block for page in pages() for block in shell_blocks(page)]
+def all_shell_blocks() -> tuple[list[Block], list[str]]:
+    """Every page's shell blocks, and the problems with markers found on the way."""
+    problems: list[str] = []
+    return [block for page in pages() for block in shell_blocks(page, problems)], problems

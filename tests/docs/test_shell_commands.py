@@ -15,7 +15,8 @@ between are allowed; nothing else), invisible on GitHub:
   free port (``127.0.0.1:8787`` in the block points at it, with
   ``GRAPHILE_PY_DASHBOARD_TOKEN`` set), for blocks of ``curl`` calls to its API.
 
-An unknown directive, or a marker with no shell block under it, fails the test.
+A marker is a line of its own (one quoted in prose is not). An unknown directive, or a
+marker with no shell block under it, fails the test.
 
 **How a block runs.** Each block gets its own copy of a database with graphile-py's
 schemas and the example queue the docs show (tests/docs/scene.py), a sandbox
@@ -64,7 +65,7 @@ from tests.docs.blocks import ROOT, Block, Command, all_shell_blocks, pages
 from tests.docs.scene import build_scene
 from tests.support import create_database, drop_database, unique_name
 
-BLOCKS = all_shell_blocks()
+BLOCKS, MARKER_PROBLEMS = all_shell_blocks()
 RUN = [block for block in BLOCKS if "illustrative" not in block.directives]
 URL = re.compile(r"""postgres(?:ql)?://[^\s'"]+""")
 EXTRAS = set(
@@ -134,6 +135,7 @@ def _readme_tasks() -> str:
 
 
 def test_the_docs_have_shell_blocks_and_markers_with_reasons() -> None:
+    assert MARKER_PROBLEMS == []
     assert len(RUN) >= 10
     for block in BLOCKS:
         reason = block.directives.get("illustrative")
@@ -368,3 +370,33 @@ def test_the_pip_install_check(command: str, accepted: bool) -> None:
         assert not accepted
     else:
         assert accepted
+
+
+def test_markers_are_found_and_mistakes_in_them_reported(tmp_path: Path) -> None:
+    from tests.docs import blocks
+
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Prose that quotes `<!-- doc-test: illustrative not a marker here -->`.\n\n"
+        "<!-- doc-test: illustrative needs a cloud account to run -->\n\n"
+        "```shell\naws s3 ls\n```\n\n"
+        "<!-- doc-test: ilustrative a typo -->\n```bash\necho hi\n```\n\n"
+        "<!-- doc-test: illustrative nothing under it -->\nSome text.\n\n"
+        "```\n$ graphile-py status\n5 jobs\n```\n"
+    )
+    problems: list[str] = []
+    original = blocks.ROOT
+    blocks.ROOT = tmp_path
+    try:
+        found = blocks.shell_blocks(page, problems)
+    finally:
+        blocks.ROOT = original
+    assert [(b.line, b.language, b.directives) for b in found] == [
+        (5, "shell", {"illustrative": "needs a cloud account to run"}),
+        (10, "bash", {"ilustrative": "a typo"}),
+        (17, "", {}),
+    ]
+    assert found[2].commands() == [Command("graphile-py status", ("5 jobs",))]
+    assert len(problems) == 2
+    assert "unknown doc-test directive 'ilustrative'" in problems[0]
+    assert "page.md:14: a doc-test marker with no block under it" in problems[1]
