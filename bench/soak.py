@@ -369,7 +369,15 @@ def run(args: argparse.Namespace, dsn: str) -> int:
         failure = f"{left} job(s) still in the table 60 s after the producer stopped"
     if any(code != 0 for code in codes) and failure is None:
         failure = f"worker exit codes {codes}"
-    _summary(args, settings, rows, loads, counter.added, failure, out_dir)
+    _summary(
+        args,
+        settings=settings,
+        rows=rows,
+        loads=loads,
+        added=counter.added,
+        failure=failure,
+        out_dir=out_dir,
+    )
     if failure:
         print(f"soak: FAILED: {failure} (worker logs in {logs})", file=sys.stderr)
         return 1
@@ -381,8 +389,61 @@ def _mb(n: float) -> str:
     return f"{n / 1048576:.2f}"
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+def _table(rows: list[dict[str, float]], minutes: float) -> list[str]:
+    """One line per minute (per sample for runs under 3 minutes): the samples in it."""
+    lines = [
+        "| minute (to) | jobs/s (median) | waiting (max) | oldest waiting s (max) | dead tuples"
+        " (min-max) | vacuums | heap MB (max) | total MB (max) | oldest xact age | held |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+    ]
+    width = 60.0 if minutes >= 3 else 1e-9
+    groups: dict[int, list[dict[str, float]]] = {}
+    for r in rows:
+        groups.setdefault(int((r["t_s"] - 1e-6) // width), []).append(r)
+    for key in sorted(groups):
+        g = groups[key]
+        dead = [r["dead_tuples"] for r in g]
+        lines.append(
+            f"| {key + 1 if minutes >= 3 else round(g[-1]['t_s'] / 60, 2)} |"
+            f" {_median([r['throughput'] for r in g]):,.0f} |"
+            f" {max(r['waiting'] for r in g):,} |"
+            f" {max(r['oldest_waiting_s'] for r in g):.1f} |"
+            f" {min(dead):,}-{max(dead):,} | {g[-1]['autovacuums']} |"
+            f" {_mb(max(r['heap_bytes'] for r in g))} | {_mb(max(r['total_bytes'] for r in g))} |"
+            f" {max(r['oldest_xact_age'] for r in g):,} |"
+            f" {'yes' if any(r['holding'] for r in g) else ''} |"
+        )
+    return lines
+
+
+def _totals(rows: list[dict[str, float]]) -> str:
+    dead = [r["dead_tuples"] for r in rows]
+    held = [r["throughput"] for r in rows if r["holding"]]
+    free = [r["throughput"] for r in rows if not r["holding"]]
+    text = (
+        f"Dead tuples: max {max(dead):,}, at the end {dead[-1]:,}; jobs table total size at"
+        f" the end {_mb(rows[-1]['total_bytes'])} MB (max"
+        f" {_mb(max(r['total_bytes'] for r in rows))} MB), heap at the end"
+        f" {_mb(rows[-1]['heap_bytes'])} MB; throughput median"
+        f" {_median([r['throughput'] for r in rows]):,.0f} jobs/s"
+    )
+    if held and free:
+        text += f" (while held: {_median(held):,.0f}, otherwise {_median(free):,.0f})"
+    return (
+        text
+        + "; oldest waiting job at most "
+        + (f"{max(r['oldest_waiting_s'] for r in rows):.1f} s.")
+    )
+
+
 def _summary(
     args: argparse.Namespace,
+    *,
     settings: dict[str, str],
     rows: list[dict[str, float]],
     loads: list[float],
@@ -391,59 +452,50 @@ def _summary(
     out_dir: Path,
 ) -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    hold = (
+        f"; a transaction held open from minute {args.hold_transaction.replace(':', ' to ')}"
+        if args.hold_transaction
+        else "; no other session"
+    )
+    version = settings.get("server_version", "?")
+    pg = ", ".join(f"{k}={v}" for k, v in sorted(settings.items()) if k != "server_version")
     lines = [
         f"## Soak: {args.label}",
         "",
         f"`python bench/soak.py {' '.join(sys.argv[1:])}` — {stamp}.",
         "",
         f"- {args.rate:g} jobs/s for {args.minutes:g} min, {args.processes} worker process(es)"
-        f" x --jobs {args.jobs}, no-op task; {added:,} jobs added"
-        + (
-            f"; a transaction held open from minute {args.hold_transaction.replace(':', ' to ')}"
-            if args.hold_transaction
-            else "; no other session"
-        ),
-        "- PostgreSQL "
-        + settings.get("server_version", "?")
-        + ": "
-        + ", ".join(f"{k}={v}" for k, v in sorted(settings.items()) if k != "server_version"),
+        f" x --jobs {args.jobs}, no-op task; {added:,} jobs added{hold}",
+        f"- PostgreSQL {version}: {pg}",
         f"- Machine: {os.cpu_count()} CPUs shared with other work; 1-min load average"
-        f" median {sorted(loads)[len(loads) // 2] if loads else 0:.1f}"
-        f" (max {max(loads, default=0):.1f})",
+        f" median {_median(loads):.1f} (max {max(loads, default=0):.1f})",
         f"- Result: {'FAILED: ' + failure if failure else 'every job done, no worker died'}",
         "",
-        "| minute | jobs/s | waiting | oldest waiting (s) | live tuples | dead tuples | vacuums"
-        " | heap MB | total MB | oldest xact age | held |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
     ]
-    step = max(1, int(60 / args.sample_every)) if args.minutes >= 3 else 1
-    picked = rows[step - 1 :: step]
-    if rows and (not picked or picked[-1] is not rows[-1]):
-        picked.append(rows[-1])
-    for r in picked:
-        lines.append(
-            f"| {r['t_s'] / 60:.1f} | {r['throughput']:,.0f} | {r['waiting']:,} |"
-            f" {r['oldest_waiting_s']:.1f} | {r['live_tuples']:,} | {r['dead_tuples']:,} |"
-            f" {r['autovacuums']} | {_mb(r['heap_bytes'])} | {_mb(r['total_bytes'])} |"
-            f" {r['oldest_xact_age']:,} | {'yes' if r['holding'] else ''} |"
-        )
-    if rows:
-        dead = [r["dead_tuples"] for r in rows]
-        free = [r for r in rows if not r["holding"]]
-        lines += [
-            "",
-            f"Dead tuples: max {max(dead):,}, at the end {dead[-1]:,}; total size at the end"
-            f" {_mb(rows[-1]['total_bytes'])} MB (max {_mb(max(r['total_bytes'] for r in rows))} MB);"
-            f" throughput median {sorted(r['throughput'] for r in rows)[len(rows) // 2]:,.0f} jobs/s"
-            + (
-                f" (while held: {sorted(r['throughput'] for r in rows if r['holding'])[len([r for r in rows if r['holding']]) // 2]:,.0f};"
-                f" not held: {sorted(r['throughput'] for r in free)[len(free) // 2]:,.0f})"
-                if any(r["holding"] for r in rows) and free
-                else ""
-            )
-            + ".",
+    _write_summary(out_dir / f"soak-{args.label}.md", lines, rows, args.minutes)
+
+
+def _write_summary(
+    path: Path, header: list[str], rows: list[dict[str, float]], minutes: float
+) -> None:
+    body = [*_table(rows, minutes), "", _totals(rows)] if rows else ["(no samples)"]
+    path.write_text("\n".join([*header, *body]) + "\n")
+
+
+def resummarize(csv_path: Path, minutes: float) -> None:
+    """Rewrite soak-<label>.md's table from the CSV, keeping its header lines."""
+    with csv_path.open(newline="") as handle:
+        rows = [
+            {k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in r.items()}
+            for r in csv.DictReader(handle)
         ]
-    (out_dir / f"soak-{args.label}.md").write_text("\n".join(lines) + "\n")
+    md = csv_path.with_suffix(".md")
+    header = []
+    for line in md.read_text().splitlines():
+        if line.startswith("|"):
+            break
+        header.append(line)
+    _write_summary(md, header, rows, minutes)
 
 
 # -- the plot ------------------------------------------------------------------------------
@@ -503,7 +555,13 @@ def main() -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--plot", nargs="+", metavar="CSV", help="only draw these CSVs")
     parser.add_argument("--plot-out", default=str(REPO_ROOT / "docs" / "soak.png"))
+    parser.add_argument(
+        "--resummarize", metavar="CSV", help="only rewrite the table of CSV's markdown summary"
+    )
     args = parser.parse_args()
+    if args.resummarize:
+        resummarize(Path(args.resummarize), args.minutes)
+        return 0
     if args.plot:
         plot(args.plot, args.plot_out)
         return 0
