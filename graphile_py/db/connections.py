@@ -48,6 +48,9 @@ _ACCEPTED_ASYNC = (
 )
 # SQLAlchemy's name for the driver of postgresql+psycopg:// engines, sync and async.
 _PSYCOPG_DRIVERS = frozenset({"psycopg", "psycopg_async"})
+# Thread- or task-local session registries (Flask-SQLAlchemy's db.session is one): calling
+# one gives the current session.
+_SCOPED = frozenset({"scoped_session", "async_scoped_session"})
 
 
 def sync_connection(target: object) -> psycopg.Connection[Any]:
@@ -61,6 +64,8 @@ def sync_connection(target: object) -> psycopg.Connection[Any]:
     if isinstance(target, psycopg.Cursor):
         return target.connection
     kind = _sqlalchemy_kind(target)
+    if kind == "scoped_session":
+        return sync_connection(target())  # type: ignore[operator]
     if kind in {"Session", "Connection"}:
         _check_driver(target, kind, sync=True)
         connection: Any = target
@@ -82,6 +87,8 @@ async def async_connection(target: object) -> psycopg.AsyncConnection[Any]:
     if isinstance(target, psycopg.AsyncCursor):
         return target.connection
     kind = _sqlalchemy_kind(target)
+    if kind == "async_scoped_session":
+        return await async_connection(target())  # type: ignore[operator]
     if kind in {"AsyncSession", "AsyncConnection"}:
         _check_driver(target, kind, sync=False)
         connection: Any = target
@@ -107,7 +114,7 @@ def _sqlalchemy_kind(target: object) -> str | None:
         module = cls.__module__
         if module == "sqlalchemy" or module.startswith("sqlalchemy."):
             name = cls.__name__
-            if name in {"Session", "AsyncSession", "AsyncConnection"}:
+            if name in {"Session", "AsyncSession", "AsyncConnection"} | _SCOPED:
                 return name
             if name == "Connection" and module.startswith("sqlalchemy.engine"):
                 return name
@@ -162,15 +169,15 @@ def _refusal(target: object, *, sync: bool) -> str:
         )
     elif sync and isinstance(target, psycopg.AsyncConnection | psycopg.AsyncCursor):
         hint = "; for an async connection use 'await add_job_async(...)'"
-    elif sync and kind in {"AsyncSession", "AsyncConnection"}:
+    elif sync and kind in {"AsyncSession", "AsyncConnection", "async_scoped_session"}:
         hint = f"; for a SQLAlchemy {kind} use 'await add_job_async(...)'"
     elif not sync and isinstance(target, psycopg.Connection | psycopg.Cursor):
         hint = "; for a sync connection use add_job(...)"
-    elif not sync and kind in {"Session", "Connection"}:
+    elif not sync and kind in {"Session", "Connection", "scoped_session"}:
         hint = f"; for a SQLAlchemy {kind} use add_job(...)"
-    elif kind is not None and kind.startswith("other:"):
+    elif kind is not None and "Engine" in kind:
         hint = (
-            "; an Engine or a pool is not a transaction: pass a Session or a Connection"
+            "; an Engine is not a transaction: pass a Session or a Connection"
             " (engine.connect(), or engine.begin())"
         )
     elif module.split(".")[0] == "psycopg2":

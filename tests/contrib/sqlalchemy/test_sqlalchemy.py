@@ -16,8 +16,13 @@ import psycopg2
 import pytest
 from psycopg import sql
 from sqlalchemy import create_engine, text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import (
+    AsyncSession,
+    async_scoped_session,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from graphile_py import (
     JobRejected,
@@ -118,6 +123,30 @@ def test_async_session_and_connection(db: TestDatabase) -> None:
     assert identifiers(db) == ["async_one", "async_two", "async_three"]
 
 
+def test_scoped_sessions_give_their_current_session(db: TestDatabase, engine: Any) -> None:
+    # Flask-SQLAlchemy's db.session is a scoped_session.
+    scoped = scoped_session(sessionmaker(engine))
+    add_job(scoped, "scoped", schema=db.schema)
+    assert identifiers(db) == []
+    scoped.commit()
+    scoped.remove()
+
+    async def scenario() -> None:
+        async_engine = create_async_engine(sa_url(db))
+        try:
+            current = async_scoped_session(
+                async_sessionmaker(async_engine), scopefunc=asyncio.current_task
+            )
+            await add_job_async(current, "async_scoped", schema=db.schema)
+            await current.commit()
+            await current.remove()
+        finally:
+            await async_engine.dispose()
+
+    asyncio.run(scenario())
+    assert identifiers(db) == ["scoped", "async_scoped"]
+
+
 def test_a_job_refused_by_us_leaves_the_session_usable(db: TestDatabase, engine: Any) -> None:
     with Session(engine) as session:
         add_job(session, "kept", schema=db.schema)
@@ -213,7 +242,7 @@ def test_sqlalchemy_on_other_drivers_is_refused_before_anything_begins(db: TestD
 def test_sync_and_async_mix_ups_say_which_function_to_use(db: TestDatabase, engine: Any) -> None:
     with Session(engine) as session:
         assert "for a SQLAlchemy Session use add_job(...)" in refusal(session, sync=False)
-    assert "an Engine or a pool is not a transaction" in refusal(engine)
+    assert "an Engine is not a transaction: pass a Session or a Connection" in refusal(engine)
 
     async def async_mixups() -> list[str]:
         messages = []
