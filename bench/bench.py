@@ -1558,6 +1558,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " drain rate, and wake-up latency with and without a direct listen URL",
     )
     parser.add_argument(
+        "--pgbouncer-batched",
+        action="store_true",
+        help="with --pgbouncer: drain with the batched settings (local queue 500, batched"
+        " completions and failures)",
+    )
+    parser.add_argument(
         "--scale-sizes",
         type=lambda s: [int(x) for x in s.split(",")],
         default=[2_000, 20_000, 200_000],

@@ -70,7 +70,11 @@ def _drain(bench: Bench, routes: _Routes, route: str, n: int) -> tuple[float, bo
     with bench.db.scenario() as dsn:
         worker_dsn, extra = routes.worker(route, dsn)
         worker = bench.spawn_worker(
-            "py", worker_dsn, concurrency=bench.args.concurrency, batched=False, extra=extra
+            "py",
+            worker_dsn,
+            concurrency=bench.args.concurrency,
+            batched=bench.args.pgbouncer_batched,
+            extra=extra,
         )
         try:
             worker.wait_for("READY", 120)
@@ -157,7 +161,13 @@ def run_pgbouncer(bench: Bench, args: argparse.Namespace) -> str:
     direct = rates["direct"]
     lines = [
         f"Worker: 1 process, `--jobs {args.concurrency}`, `--max-pool-size"
-        f" {args.max_pool_size}`, no-op tasks, default (unbatched) settings. PgBouncer"
+        f" {args.max_pool_size}`, no-op tasks, "
+        + (
+            "batched settings (local queue 500, batched completions and failures)"
+            if args.pgbouncer_batched
+            else "default (unbatched) settings"
+        )
+        + ". PgBouncer"
         f" 1.18 (Debian), `pool_mode = transaction`, `default_pool_size ="
         f" {args.max_pool_size + 10}`. Drain of {args.n:,} jobs, {args.repeat} repeats with the"
         " routes alternating; latency: concurrency 1, a"
