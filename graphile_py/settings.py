@@ -84,7 +84,7 @@ class Settings:
     embedded: bool = setting(
         False,
         help="Use a local PostgreSQL kept in your user data directory, instead of"
-        " database_url (needs the 'embedded' extra)",
+        " --connection (needs the 'embedded' extra; for development only)",
     )
     log_level: Literal["debug", "info", "warning", "error"] = setting(
         "info", help="How much to log"

@@ -47,21 +47,63 @@ def _utils(settings: Settings) -> Iterator[WorkerUtils]:
 @main.command("add-job")
 @connection_options
 @click.argument("task")
-@click.option("-p", "--payload", default=None, metavar="JSON", help="The payload as JSON.")
 @click.option(
-    "-q", "--queue", "queue_name", default=None, help="A named queue (jobs run one at a time)."
+    "-p",
+    "--payload",
+    default=None,
+    metavar="JSON",
+    help="The payload as JSON, e.g. '{\"user_id\": 42}' [default: {}].",
+)
+@click.option(
+    "-q",
+    "--queue",
+    "queue_name",
+    default=None,
+    metavar="NAME",
+    help="A named queue: its jobs run one at a time, in order [default: none].",
 )
 @click.option(
     "--run-at",
     type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z"]),
     default=None,
-    help="When the job is due, with a UTC offset (e.g. 2030-01-01T09:00:00+00:00).",
+    metavar="TIME",
+    help="When the job is due, with a UTC offset: 2030-01-01T09:00:00+00:00, ...Z, or"
+    " '2030-01-01 09:00:00+02:00' [default: now].",
 )
-@click.option("--max-attempts", type=click.IntRange(1, 32767), default=None)
-@click.option("--job-key", default=None, help="Replace a pending job with the same key.")
-@click.option("--job-key-mode", type=click.Choice(JOB_KEY_MODES), default=None)
-@click.option("--priority", type=click.IntRange(-32768, 32767), default=None)
-@click.option("--flag", "flags", multiple=True, help="A flag (repeat for several).")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 32767),
+    default=None,
+    metavar="N",
+    help="Attempts before the job fails permanently [default: 25].",
+)
+@click.option(
+    "--job-key",
+    default=None,
+    metavar="KEY",
+    help="A unique key: adding a job with the key of a pending one updates that job.",
+)
+@click.option(
+    "--job-key-mode",
+    type=click.Choice(JOB_KEY_MODES),
+    default=None,
+    help="With --job-key: replace the pending job (default), keep its run_at"
+    " (preserve_run_at), or keep it as it is (unsafe_dedupe).",
+)
+@click.option(
+    "--priority",
+    type=click.IntRange(-32768, 32767),
+    default=None,
+    metavar="N",
+    help="Jobs with a lower number run first [default: 0].",
+)
+@click.option(
+    "--flag",
+    "flags",
+    multiple=True,
+    metavar="FLAG",
+    help="A flag that workers can skip with --forbidden-flag; repeat for several.",
+)
 @click.pass_context
 def add_job_command(
     ctx: click.Context,
@@ -177,7 +219,13 @@ def _cleanup_lines(report: CleanupReport) -> list[str]:
     default=None,
     help="Unlock every pool whose oldest lock is at least this old.",
 )
-@click.option("--pool", "pools", multiple=True, help="Unlock this pool id (repeat for several).")
+@click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    metavar="POOL_ID",
+    help="Unlock this pool (an id from the list); repeat for several.",
+)
 @click.option("--yes", is_flag=True, help="Unlock without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lock holders as JSON.")
 @click.pass_context

@@ -68,6 +68,8 @@ def _click_option(known: KnownSetting) -> Callable[[F], F]:
     if base is bool:
         # The flag sets the opposite of the default: --embedded, --no-prepared-statements.
         kind = {"is_flag": True, "flag_value": not known.declared.default}
+        if known.declared.default:  # --no-...: say which way the flag goes
+            notes.insert(0, "this flag turns it off")
     elif typing.get_origin(base) is list:
         kind = {"multiple": True, "metavar": spec.metavar}
         text += "; repeat the flag for several"

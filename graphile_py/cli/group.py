@@ -22,7 +22,18 @@ __all__ = ["main"]
 @setting_options(*GROUP_SETTINGS)
 @click.pass_context
 def main(ctx: click.Context, /, **given: str | None) -> None:
-    """graphile-py: PostgreSQL job queue, compatible with Node graphile-worker 0.18."""
+    """graphile-py: PostgreSQL job queue, compatible with Node graphile-worker 0.18.
+
+    \b
+    Getting started (each command takes -c URL, or reads DATABASE_URL):
+      graphile-py migrate -c postgresql://localhost/app
+      graphile-py add-job send_email -p '{"to": "ada@example.com"}'
+      graphile-py worker --tasks myapp.tasks:registry --jobs 4
+      graphile-py status
+
+    Workers also migrate when they start. Every flag can also be set in the
+    environment or in graphile_py.toml: see COMMAND --help, and docs/cli.md.
+    """
     ctx.obj = given  # read by settings_from, under the commands' own flags
     _skip_final_collection()
 

@@ -32,8 +32,10 @@ __all__ = ["history", "replay"]
 
 @jobs_group.command("history")
 @connection_options
-@click.option("--task", default=None, help="Only attempts of this task identifier.")
-@click.option("--queue", default=None, help="Only attempts of jobs in this named queue.")
+@click.option("--task", default=None, metavar="TASK", help="Only attempts of this task identifier.")
+@click.option(
+    "--queue", default=None, metavar="QUEUE", help="Only attempts of jobs in this named queue."
+)
 @click.option(
     "--outcome",
     type=click.Choice([outcome.value for outcome in Outcome]),
@@ -46,7 +48,9 @@ __all__ = ["history", "replay"]
     default=None,
     help="Only attempts finished since then: a duration ago (30m, 2h, 1d) or an ISO 8601 time.",
 )
-@click.option("--job", "job_id", type=JOB_ID, default=None, help="Only attempts of this job.")
+@click.option(
+    "--job", "job_id", type=JOB_ID, default=None, metavar="ID", help="Only attempts of this job."
+)
 @page_options("attempts")
 @json_option
 @click.pass_context

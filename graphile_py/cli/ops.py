@@ -76,6 +76,7 @@ def page_options(things: str) -> Callable[[F], F]:
             type=click.IntRange(1, MAX_LIST_LIMIT),
             default=100,
             show_default=True,
+            metavar="N",
             help=f"At most this many {things}.",
         )(function)
 
@@ -141,15 +142,15 @@ def jobs_group() -> None:
 
 @jobs_group.command("list")
 @connection_options
-@click.option("--task", default=None, help="Only jobs of this task identifier.")
-@click.option("--queue", default=None, help="Only jobs of this named queue.")
+@click.option("--task", default=None, metavar="TASK", help="Only jobs of this task identifier.")
+@click.option("--queue", default=None, metavar="QUEUE", help="Only jobs of this named queue.")
 @click.option(
     "--state",
     type=click.Choice([state.value for state in JobState]),
     default=None,
     help="Only jobs in this state.",
 )
-@click.option("--key", default=None, help="Only the job with this job key.")
+@click.option("--key", default=None, metavar="KEY", help="Only the job with this job key.")
 @page_options("jobs")
 @json_option
 @click.pass_context
@@ -226,8 +227,12 @@ def show_job(
 @click.option(
     "--all-failed", is_flag=True, help="Retry every permanently failed job (see --task, --queue)."
 )
-@click.option("--task", default=None, help="With --all-failed: only jobs of this task.")
-@click.option("--queue", default=None, help="With --all-failed: only jobs of this queue.")
+@click.option(
+    "--task", default=None, metavar="TASK", help="With --all-failed: only jobs of this task."
+)
+@click.option(
+    "--queue", default=None, metavar="QUEUE", help="With --all-failed: only jobs of this queue."
+)
 @json_option
 @click.pass_context
 def retry_jobs(

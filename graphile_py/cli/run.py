@@ -61,11 +61,25 @@ WORKER_SETTINGS = tuple(
 @main.command()
 @connection_options
 @setting_options("tasks")
-@click.option("--once", is_flag=True, help="Run every job that is ready now, then exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run every job that is ready now (and those they add, if due), then exit 0; no cron.",
+)
 @setting_options(*WORKER_SETTINGS)
 @click.pass_context
 def worker(ctx: click.Context, /, config_file: Path | None, once: bool, **flags: Any) -> None:
-    """Run jobs until stopped with Ctrl-C or SIGTERM (twice to force)."""
+    """Run jobs until stopped with Ctrl-C or SIGTERM (twice to force).
+
+    Migrates the schema first, then runs the tasks of --tasks, and the recurring jobs
+    of the crontab (not with --once). Exit status 0 after a stop; 1 on an error the
+    message explains; 57 when the schema is newer than this version; 75 when the pool
+    fenced itself (its heartbeat could not be written).
+
+    \b
+    Example:
+      graphile-py worker --tasks myapp.tasks:registry -c postgresql://localhost/app --jobs 4
+    """
     settings = settings_from(ctx, config_file, flags)
     if not settings.tasks:
         fail(
