@@ -32,8 +32,21 @@ MISSING_EXTRA = (
 
 @main.command()
 @connection_options
-@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    metavar="ADDRESS",
+    help="Address to listen on (0.0.0.0: every interface, read-only unless --allow-actions).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    metavar="PORT",
+    help="Port to listen on.",
+)
 @click.option(
     "--allow-actions/--read-only",
     default=None,
