@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -277,4 +278,165 @@ def test_history_view_says_when_history_is_off(utils: WorkerUtils, page: Any) ->
         page.goto(server.url + "/#history")
         sync_api.expect(page.locator("#history-note")).to_contain_text("--history")
         sync_api.expect(page.locator("#history-table tr.empty")).to_have_count(1)
+    assert page.console_errors == []
+
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "app/tasks.py", line 12, in export\n'
+    "    upload(payload['bucket'])\n"
+    "PermissionError: bucket is read-only"
+)
+
+
+def test_a_job_has_its_own_address_and_opens_where_you_look(utils: WorkerUtils, page: Any) -> None:
+    """#/jobs/ID opens the job on load; back and forward move between jobs; a job
+    clicked at the bottom of a long page opens in view; the traceback keeps its lines."""
+    for n in range(60):
+        utils.add_job("filler", {"n": n})
+    first = utils.add_job("filler", {"n": "first"})
+    failed = utils.add_job("export", {"bucket": "s3://reports"}, max_attempts=1)
+    utils.permanently_fail_jobs([failed.id], TRACEBACK)
+    with BackgroundServer(create_app(utils, allow_actions=True)) as server:
+        page.goto(f"{server.url}/#/jobs/{failed.id}")
+        detail = page.locator("#detail")
+        sync_api.expect(page.locator("#detail-title")).to_have_text(f"Job {failed.id} · export")
+        sync_api.expect(detail).to_be_in_viewport()
+        error = page.locator("#detail-error")
+        sync_api.expect(error).to_contain_text("PermissionError")
+        # innerText is what is drawn: each line of the traceback on a line of its own.
+        assert error.inner_text().splitlines() == TRACEBACK.splitlines()
+        assert error.evaluate("e => e.tagName") == "PRE"
+        page.screenshot(path=str(artifacts_dir() / "dashboard-job-traceback.png"))
+
+        page.locator(f'tr.job-row[data-job-id="{first.id}"]').click()
+        sync_api.expect(page).to_have_url(f"{server.url}/#/jobs/{first.id}")
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text('"first"')
+        page.go_back()
+        sync_api.expect(page).to_have_url(f"{server.url}/#/jobs/{failed.id}")
+        sync_api.expect(page.locator("#detail-title")).to_have_text(f"Job {failed.id} · export")
+        page.go_forward()
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text('"first"')
+        page.locator("#detail-close").click()
+        sync_api.expect(detail).to_be_hidden()
+        sync_api.expect(page).to_have_url(f"{server.url}/#/queue")
+
+        # The oldest job is at the bottom of a long page: scrolled there, it opens in view,
+        # and the page stays where it was.
+        oldest = page.locator("tr.job-row").last
+        oldest.scroll_into_view_if_needed()
+        scrolled = page.evaluate("window.scrollY")
+        assert scrolled > 500
+        oldest_id = oldest.get_attribute("data-job-id")
+        oldest.click()
+        sync_api.expect(page.locator("#detail-title")).to_have_text(f"Job {oldest_id} · filler")
+        sync_api.expect(detail).to_be_in_viewport()
+        sync_api.expect(page.locator("#detail-title")).to_be_focused()
+        assert page.evaluate("window.scrollY") == scrolled
+        # Closing returns to the tab it was opened from, in one step of history.
+        page.keyboard.press("Escape")
+        sync_api.expect(detail).to_be_hidden()
+        sync_api.expect(page).to_have_url(f"{server.url}/#/queue")
+        page.goto(f"{server.url}/#/jobs/987654")
+        sync_api.expect(page.locator("#detail-status")).to_contain_text("There is no job 987654")
+    assert page.console_errors == []
+
+
+def test_loading_and_failure_states(db: TestDatabase, utils: WorkerUtils, page: Any) -> None:
+    """While the database keeps the API waiting the tables say so; when it fails, they
+    and the banner say why, and the page recovers by itself once it answers again."""
+    import psycopg
+    from psycopg import sql
+
+    job = utils.add_job("report", {"month": "2026-12"})
+    jobs_table = sql.SQL("{}._private_jobs").format(sql.Identifier(db.schema))
+    with BackgroundServer(create_app(utils, sample_interval=0.5)) as server:
+        # A transaction holding the jobs table keeps every read of it waiting.
+        with psycopg.connect(db.dsn) as blocker:
+            blocker.execute(sql.SQL("lock table {} in access exclusive mode").format(jobs_table))
+            page.goto(f"{server.url}/#/jobs/{job.id}")
+            sync_api.expect(page.locator("#jobs-table tr.loading")).to_have_text("Loading…")
+            sync_api.expect(page.locator("#totals .loading")).to_be_visible()
+            sync_api.expect(page.locator("#detail-status")).to_have_text(f"Loading job {job.id}…")
+            sync_api.expect(page.locator("#main")).to_have_attribute("aria-busy", "true")
+            page.screenshot(path=str(artifacts_dir() / "dashboard-loading.png"))
+            page.wait_for_timeout(1000)  # still waiting a second later
+            sync_api.expect(page.locator("#jobs-table tr.loading")).to_be_visible()
+        sync_api.expect(page.locator(f'tr.job-row[data-job-id="{job.id}"]')).to_be_visible()
+        sync_api.expect(page.locator("#jobs-table tr.loading")).to_have_count(0)
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text("2026-12")
+        sync_api.expect(page.locator("#detail-status")).to_be_hidden()
+
+        # The table gone (a failing database): a fresh page says why, then recovers.
+        with psycopg.connect(db.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("alter table {} rename to _private_jobs_away").format(jobs_table))
+            try:
+                page.reload()  # a fresh page: nothing loaded yet
+                failed = page.locator("#jobs-table tr.failed")
+                sync_api.expect(failed).to_contain_text("Could not load:")
+                sync_api.expect(page.locator("#banner")).to_be_visible()
+                sync_api.expect(page.locator("#banner")).to_contain_text("Trying again every 5 s")
+                page.screenshot(path=str(artifacts_dir() / "dashboard-failed.png"))
+            finally:
+                away = sql.SQL("{}._private_jobs_away").format(sql.Identifier(db.schema))
+                conn.execute(sql.SQL("alter table {} rename to _private_jobs").format(away))
+        sync_api.expect(page.locator(f'tr.job-row[data-job-id="{job.id}"]')).to_be_visible()
+        sync_api.expect(page.locator("#banner")).to_be_hidden()
+    # The failed loads were answers of the API (503), not errors of the page's own.
+    assert page.console_errors == []
+
+
+def test_unserved_tasks_are_marked_on_the_page(
+    db: TestDatabase, utils: WorkerUtils, page: Any
+) -> None:
+    from psycopg import sql
+
+    from tests.support.side_rows import side_identifier
+
+    def ok(payload: Any, helpers: Any) -> None:
+        pass
+
+    with (
+        running_pool(db, {"other": ok}, poll_interval=0.5),
+        BackgroundServer(create_app(utils)) as server,
+    ):
+        stuck = utils.add_job("nobody_knows", {"typo": True})
+        waiting = utils.add_job("other", run_at=datetime.now(UTC) + timedelta(hours=1))
+        page.goto(server.url + "/")
+        row = page.locator(f'tr.job-row[data-job-id="{stuck.id}"]')
+        sync_api.expect(row).to_have_attribute("data-unserved", "true")
+        sync_api.expect(row.locator(".unserved-mark")).to_have_text("⚠ no worker")
+        other = page.locator(f'tr.job-row[data-job-id="{waiting.id}"]')
+        sync_api.expect(other.locator(".unserved-mark")).to_have_count(0)
+        notice = page.locator('#unserved li[data-task="nobody_knows"]')
+        sync_api.expect(notice).to_contain_text("no live graphile-py pool serves it")
+        sync_api.expect(page.locator('#unserved li[data-task="other"]')).to_have_count(0)
+        task_row = page.locator('#tasks-table tr[data-task="nobody_knows"]')
+        sync_api.expect(task_row).to_have_class("unserved")
+        sync_api.expect(task_row.locator("td").last).to_have_text("⚠ no live pool")
+        served = page.locator('#tasks-table tr[data-task="other"] td').last
+        sync_api.expect(served).to_have_text("1 pool")
+        row.click()
+        sync_api.expect(page.locator("#detail-fields")).to_contain_text(
+            "Node workers are not visible"
+        )
+        page.screenshot(path=str(artifacts_dir() / "dashboard-unserved.png"), full_page=True)
+
+    # Without the registry, the jobs tell: none attempted, and waiting for minutes.
+    with db.connect() as conn:
+        conn.execute(sql.SQL("drop schema {} cascade").format(side_identifier(db)))
+        conn.execute(
+            sql.SQL("update {}._private_jobs set run_at = now() - interval '5 minutes'").format(
+                sql.Identifier(db.schema)
+            )
+        )
+    with BackgroundServer(create_app(utils)) as server:
+        page.goto(server.url + "/")
+        row = page.locator(f'tr.job-row[data-job-id="{stuck.id}"]')
+        sync_api.expect(row.locator(".unserved-mark")).to_be_visible()
+        task_row = page.locator('#tasks-table tr[data-task="nobody_knows"]')
+        sync_api.expect(task_row.locator("td").last).to_have_text("⚠ never attempted")
+        sync_api.expect(page.locator('#unserved li[data-task="nobody_knows"]')).to_contain_text(
+            "the worker registry is not installed"
+        )
     assert page.console_errors == []

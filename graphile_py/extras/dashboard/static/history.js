@@ -1,88 +1,14 @@
-// graphile-py dashboard: the worker pools, the job history and a job's attempts.
-// Loaded with app.js, whose helpers (el, fill, when, age, state, ...) it uses.
+// graphile-py dashboard: the History tab: recorded attempts (workers run with --history).
 "use strict";
 
-// A job that is gone (it succeeded, or was removed) and that history remembers.
-function renderGone(timeline) {
-  const last = timeline.attempts[timeline.attempts.length - 1];
-  $("detail").hidden = false;
-  $("detail").dataset.gone = "true";
-  $("detail-title").textContent = "Job " + timeline.job_id + " · " + last.task_identifier + " (gone)";
-  const fields = [
-    ["state", el("span", { className: "state state-gone" }, "gone")],
-    ["queue", last.queue_name || "–"],
-    ["key", last.key || "–"],
-    ["last attempt", last.attempt + " of " + last.max_attempts + ", " + last.outcome],
-    ["finished", when(last.finished_at)],
-  ];
-  $("detail-fields").replaceChildren(...fields.flatMap(([name, value]) =>
-    [el("dt", {}, name), el("dd", {}, value)]));
-  $("detail-payload").textContent = last.payload_stored
-    ? "(kept in the history: " + last.payload_bytes + " bytes; Replay reuses it)"
-    : "(not kept: " + last.payload_bytes + " bytes, over the history's payload limit)";
-  $("detail-error").textContent = last.error || "–";
-  renderAttempts(timeline.attempts);
-  const canAct = state.info && state.info.allow_actions;
-  $("detail-actions").hidden = !canAct;
-  for (const id of ["retry", "reschedule", "remove"]) $(id).hidden = true;
-  $("reschedule-at").parentElement.hidden = true;
-}
+import { $, el, fill, showLoading } from "./dom.js";
+import { firstLine, outcomeBadge, took, when } from "./format.js";
+import { opensJob } from "./jobs.js";
+import { hooks, state } from "./state.js";
 
-function renderAttempts(attempts) {
-  const rows = (attempts || []).map((a) =>
-    el("tr", { className: "attempt-row", dataset: { outcome: a.outcome, attempt: a.attempt } },
-      el("td", {}, a.attempt + "/" + a.max_attempts),
-      el("td", {}, outcomeBadge(a.outcome)),
-      el("td", {}, when(a.started_at)),
-      el("td", { className: "num" }, took(a.duration_seconds)),
-      el("td", { className: "mono" }, a.pool_id),
-      el("td", {}, a.error ? el("pre", { className: "attempt-error" }, a.error) : "–")));
-  fill($("detail-attempts").tBodies[0], rows,
-    "None recorded (workers record attempts with --history).", 6);
-}
+const FILTERS = ["task", "queue", "outcome", "since", "job_id", "limit"];
 
-function outcomeBadge(outcome) {
-  return el("span", { className: "state outcome-" + outcome }, outcome);
-}
-
-function took(seconds) {
-  return seconds < 10 ? seconds.toFixed(3) + "s" : age(seconds);
-}
-
-// -- workers and history ------------------------------------------------------------------------
-
-function renderWorkers(report) {
-  const alive = report.pools.filter((pool) => pool.state === "alive").length;
-  $("workers-summary").textContent = alive + " alive";
-  $("workers-note").hidden = true;
-  const rows = report.pools.map((pool) =>
-    el("tr", { className: "pool-row", dataset: { poolId: pool.id, state: pool.state } },
-      el("td", { className: "mono" }, pool.id),
-      el("td", {}, el("span", { className: "state pool-" + pool.state }, pool.state)),
-      el("td", {}, pool.hostname),
-      el("td", { className: "num" }, pool.pid),
-      el("td", {}, pool.version),
-      el("td", { className: "num", title: pool.tasks.join(", ") }, pool.concurrency),
-      el("td", { className: pool.state === "overdue" ? "bad" : "" }, age(pool.heartbeat_age_seconds) + " ago"),
-      el("td", { className: "num" }, pool.running_jobs),
-      el("td", { className: "num" }, pool.jobs_succeeded),
-      el("td", { className: "num" + (pool.jobs_failed ? " bad" : "") }, pool.jobs_failed),
-      el("td", {}, when(pool.started_at)),
-      el("td", {}, pool.lost_by
-        ? el("span", {}, pool.lost_by + " ", when(pool.lost_at), " (" + (pool.jobs_rescued || 0) + " jobs released)")
-        : "–")));
-  fill($("workers-table").tBodies[0], rows, "No registered worker pool is running.", 12);
-  const holders = report.unregistered.map((holder) =>
-    el("tr", {},
-      el("td", { className: "mono" }, holder.pool_id),
-      el("td", { className: "num" }, holder.jobs),
-      el("td", { className: "num" }, holder.queues),
-      el("td", {}, age(holder.age_seconds) + " ago")));
-  fill($("unregistered-table").tBodies[0], holders, "", 4);
-  $("unregistered").hidden = holders.length === 0;
-}
-
-function historyQuery() {
+export function historyQuery() {
   const params = new URLSearchParams();
   for (const [name, value] of Object.entries(state.history.filters)) {
     if (!value) continue;
@@ -94,9 +20,9 @@ function historyQuery() {
   return "/history?" + params.toString();
 }
 
-function renderHistory(page) {
-  const rows = page.attempts.map((a) => {
-    const row = el("tr", { className: "attempt-row clickable", dataset: { attemptId: a.id, jobId: a.job_id, outcome: a.outcome }, tabindex: "0" },
+export function renderHistory(page) {
+  const rows = page.attempts.map((a) => opensJob(
+    el("tr", { className: "attempt-row clickable", dataset: { attemptId: a.id, jobId: a.job_id, outcome: a.outcome }, tabindex: "0" },
       el("td", { className: "num mono" }, a.job_id),
       el("td", {}, a.task_identifier),
       el("td", {}, a.queue_name || el("span", { className: "muted" }, "–")),
@@ -105,25 +31,43 @@ function renderHistory(page) {
       el("td", {}, when(a.finished_at)),
       el("td", { className: "num" }, took(a.duration_seconds)),
       el("td", { className: "mono" }, a.pool_id),
-      el("td", { className: "error-cell", title: a.error || "" }, firstLine(a.error)));
-    row.addEventListener("click", () => openJob(a.job_id));
-    row.addEventListener("keydown", (event) => { if (event.key === "Enter") openJob(a.job_id); });
-    return row;
-  });
-  fill($("history-table").tBodies[0], rows, "No attempt matches.", 9);
-  $("history-note").textContent = page.note || "";
-  $("history-note").hidden = !page.note;
+      el("td", { className: "error-cell", title: a.error || "" }, firstLine(a.error))),
+    a.job_id));
+  fill($("history-table").tBodies[0], rows, "No attempt matches.");
+  showHistoryNote(page.note || "");
   state.history.nextBeforeId = page.next_before_id;
   $("history-older").hidden = page.next_before_id === null;
   $("history-newest").hidden = state.history.pages.length <= 1;
 }
 
+export function showHistoryNote(message) {
+  $("history-note").textContent = message;
+  $("history-note").hidden = !message;
+}
+
 function applyHistoryFilters() {
   const form = $("history-filters");
   state.history.filters = {};
-  for (const name of ["task", "queue", "outcome", "since", "job_id", "limit"]) {
-    state.history.filters[name] = form.elements[name].value.trim();
-  }
+  for (const name of FILTERS) state.history.filters[name] = form.elements[name].value.trim();
   state.history.pages = [null];
-  refresh();
+  showLoading($("history-table").tBodies[0]);
+  hooks.refresh();
+}
+
+export function wireHistory() {
+  const form = $("history-filters");
+  state.history.filters = { limit: form.elements.limit.value };
+  form.addEventListener("submit", (event) => { event.preventDefault(); applyHistoryFilters(); });
+  form.addEventListener("reset", () => setTimeout(applyHistoryFilters, 0));
+  $("history-older").addEventListener("click", () => {
+    if (state.history.nextBeforeId === null) return;
+    state.history.pages.push(state.history.nextBeforeId);
+    showLoading($("history-table").tBodies[0]);
+    hooks.refresh();
+  });
+  $("history-newest").addEventListener("click", () => {
+    state.history.pages = [null];
+    showLoading($("history-table").tBodies[0]);
+    hooks.refresh();
+  });
 }
