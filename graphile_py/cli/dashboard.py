@@ -26,7 +26,8 @@ DEFAULT_PORT = 8787
 
 MISSING_EXTRA = (
     "the dashboard needs the optional 'dashboard' extra (FastAPI and uvicorn); install it"
-    " with: pip install 'graphile-py[dashboard]'"
+    " from a checkout with: pip install -e '.[dashboard]' (once released: pip install"
+    " 'graphile-py[dashboard]')"
 )
 
 

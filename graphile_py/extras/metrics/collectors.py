@@ -35,7 +35,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
     if exc.name != "prometheus_client":
         raise
     raise ConfigurationError(
-        "metrics need the prometheus-client package: pip install 'graphile-py[metrics]'"
+        "metrics need the 'metrics' extra (prometheus-client): from a checkout, pip install"
+        " -e '.[metrics]' (once released: pip install 'graphile-py[metrics]')"
     ) from exc
 
 if TYPE_CHECKING:
