@@ -182,3 +182,33 @@ def test_the_events_entry_point_runs_with_the_command_lines_settings(
             )
         ).fetchall()
     assert known == ([("doc_entry_point",)] if crontab == "default" else [])
+
+
+# -- every python block, run or not, is valid and imports what exists ---------------------
+
+ANY_PYTHON = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    found = []
+    for page in sorted([*ROOT.glob("docs/*.md"), ROOT / "README.md"]):
+        text = page.read_text()
+        for match in ANY_PYTHON.finditer(text):
+            line = text[: match.start()].count("\n") + 1
+            found.append((f"{page.relative_to(ROOT)}:{line}", match.group(1)))
+    return found
+
+
+@pytest.mark.parametrize(("where", "code"), _python_blocks(), ids=lambda value: value[:40])
+def test_every_python_block_parses_and_imports_names_that_exist(where: str, code: str) -> None:
+    import ast
+    import importlib
+
+    tree = ast.parse(code, filename=where)  # a SyntaxError names the page and line
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("graphile_py")):
+            continue
+        module = importlib.import_module(node.module or "")
+        for alias in node.names:
+            if not hasattr(module, alias.name):
+                importlib.import_module(f"{node.module}.{alias.name}")  # a submodule, or fail
