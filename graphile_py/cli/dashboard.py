@@ -73,6 +73,13 @@ MISSING_EXTRA = (
     help="A crontab, to show when each cron item next runs.",
 )
 @click.option(
+    "--tasks",
+    "tasks_spec",
+    metavar="MODULE:ATTR",
+    default=None,
+    help="The task registry (as for worker), to show the JSON schema of typed payloads.",
+)
+@click.option(
     "--sample-interval",
     type=click.FloatRange(0.5, 300),
     default=5.0,
@@ -92,6 +99,7 @@ def dashboard(
     token: str | None,
     basic_auth: str | None,
     crontab_file: Path | None,
+    tasks_spec: str | None,
     sample_interval: float,
     **connection: Any,
 ) -> None:
@@ -118,6 +126,7 @@ def dashboard(
             host,
         )
     crontab = crontab_file.read_text() if crontab_file is not None else None
+    schemas = _payload_schemas(tasks_spec) if tasks_spec else None
     # No migration: a dashboard must not upgrade a shared schema (its actions are the
     # operators' own); a missing or old one is reported as the read-only commands do.
     with (
@@ -142,6 +151,7 @@ def dashboard(
             allowed_hosts=LOOPBACK_HOSTS if loopback else None,
             crontab=crontab,
             sample_interval=sample_interval,
+            payload_schemas=schemas,
         )
         # Fail now, with the database's words, if the sampler cannot read the counts.
         app.state.dashboard.sampler.sample_once()
@@ -157,3 +167,17 @@ def dashboard(
             log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
             server_header=False,
         )
+
+
+def _payload_schemas(spec: str) -> dict[str, dict[str, Any]]:
+    """The typed tasks' payload schemas of the registry ``spec`` names (exits if it fails)."""
+    from graphile_py.errors import TaskLoadError
+    from graphile_py.tasks import TaskRegistry, load_task_map
+
+    try:
+        tasks = load_task_map(spec)
+    except TaskLoadError as exc:
+        fail(str(exc))
+    if not isinstance(tasks, TaskRegistry):
+        return {}  # a plain dict of functions has no typed tasks
+    return tasks.payload_schemas()

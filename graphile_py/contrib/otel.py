@@ -220,7 +220,9 @@ class _Attempt:
         span = self._span
         if error is not None:
             span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, message))
+            # The message alone: last_error may go on with a traceback, which the
+            # exception event already carries.
+            span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__name__))
             span.set_attribute("error.type", type(error).__qualname__)
             job = self._job
             final = isinstance(error, PermanentFailure) or job.attempts >= job.max_attempts

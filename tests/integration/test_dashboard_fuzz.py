@@ -49,6 +49,9 @@ OPERATIONS = {
     "GET /api/v1/queues": False,
     "GET /api/v1/tasks": False,
     "GET /api/v1/cron": False,
+    "GET /api/v1/payload-schemas": False,
+    # Any text is an identifier: there are no invalid requests to generate.
+    "GET /api/v1/payload-schemas/{identifier}": False,
     "GET /api/v1/metrics/history": True,
     "POST /api/v1/jobs": True,
     "POST /api/v1/jobs/retry": True,

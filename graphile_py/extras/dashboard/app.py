@@ -26,9 +26,10 @@ import base64
 import binascii
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -96,6 +97,7 @@ def create_app(
     crontab: str | None = None,
     sampler: Sampler | None = None,
     sample_interval: float = DEFAULT_INTERVAL,
+    payload_schemas: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FastAPI:
     """The dashboard as a FastAPI application, to serve with uvicorn or any ASGI server.
 
@@ -106,7 +108,9 @@ def create_app(
     limits the ``Host`` header. ``crontab`` is the text of a crontab, to show when each
     item next fires (:class:`~graphile_py.CrontabError` if it does not parse). The history
     sampler (given, or made with ``sample_interval``)
-    runs while the application does.
+    runs while the application does. ``payload_schemas`` are the JSON schemas of typed
+    tasks' payloads (``TaskRegistry.payload_schemas()``), served at
+    ``/api/payload-schemas``.
     """
     inspector = source if isinstance(source, Inspector) else Inspector(source)
     if token is not None and not token:
@@ -123,6 +127,7 @@ def create_app(
         allow_actions=allow_actions,
         crontab=crontab,
         auth=[name for name, on in (("token", token), ("basic", credentials)) if on],
+        payload_schemas={name: dict(schema) for name, schema in (payload_schemas or {}).items()},
     )
 
     @asynccontextmanager
