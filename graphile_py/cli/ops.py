@@ -445,7 +445,10 @@ def list_cron(
     """
     settings = settings_from(ctx, config_file, {**flags, "crontab": crontab})
     if settings.crontab is not None and not Path(settings.crontab).is_file():
-        fail(f"crontab file {settings.crontab!r} does not exist")
+        fail(
+            f"crontab file {settings.crontab!r} does not exist: correct the path, or leave"
+            " --crontab (and GRAPHILE_PY_CRONTAB) out to read ./crontab if it exists"
+        )
     path = Path(settings.crontab or "crontab")
     text = None
     if path.is_file():

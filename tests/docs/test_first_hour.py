@@ -188,3 +188,11 @@ def test_the_embedded_server_logs_each_directory_it_opens_up(
     assert not closed.stat().st_mode & stat.S_IROTH  # search only: names stay unlisted
     assert f"running chmod o+x on {closed} so that user 'someone-else'" in caplog.text
     assert "use a database of your own with -c URL instead of --embedded" in caplog.text
+
+
+def test_cron_list_with_a_missing_crontab_names_it_and_the_fix(
+    db: TestDatabase, tmp_path: Path
+) -> None:
+    result = _command(tmp_path, "cron", "list", "--crontab", "nope", "-c", db.dsn, "-s", db.schema)
+    assert result.returncode == 1
+    assert "Error: crontab file 'nope' does not exist: correct the path" in result.stderr
