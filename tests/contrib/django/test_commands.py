@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from psycopg import sql
+import pytest
+from django.core.management import CommandError, call_command
 
+from graphile_py import add_job
 from graphile_py.db.side_schema import side_schema_for
 from graphile_py.settings import SETTINGS
 from tests.contrib.django.helpers import manage, queue_jobs, runs
@@ -30,6 +34,13 @@ def _env_for(db: TestDatabase, base: dict[str, Any]) -> dict[str, Any]:
     return {**base, "GRAPHILE_PY_DJANGO_DSN": db.dsn}
 
 
+def _command(*args: str) -> str:
+    """Run a management command in this process (the cheaper twin of ``manage``)."""
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
 def test_graphile_migrate_installs_the_schemas(
     make_db: Callable[..., TestDatabase], project_env: dict[str, Any]
 ) -> None:
@@ -37,12 +48,9 @@ def test_graphile_migrate_installs_the_schemas(
     result = manage(_env_for(empty, project_env), "graphile_migrate")
     assert "is up to date (migrations applied: 1, 2," in result.stdout
     assert {empty.schema, side_schema_for(empty.schema)} <= _schemas(empty)
-    again = manage(_env_for(empty, project_env), "graphile_migrate", "--backend", "once")
-    assert "migrations applied: none needed" in again.stdout
-    unknown = manage(
-        _env_for(empty, project_env), "graphile_migrate", "--backend", "nope", check=False
-    )
-    assert unknown.returncode == 1 and "no GraphileBackend 'nope'" in unknown.stderr
+    assert "migrations applied: none needed" in _command("graphile_migrate", "--backend", "once")
+    with pytest.raises(CommandError, match="no GraphileBackend 'nope'"):
+        _command("graphile_migrate", "--backend", "nope")
 
 
 def test_django_migrate_installs_the_queue_too(
@@ -77,15 +85,16 @@ def test_worker_queue_option_routes_by_django_queue(
     assert [run.label for run in runs()] == ["add:3"]
     [left] = queue_jobs(django_db)
     assert left["payload"]["args"] == ["default queue"]
-    manage(project_env, "graphile_worker", "--once", "--queue", "default", "--queue", "ledger")
+    _command("graphile_worker", "--once", "--queue", "default", "--queue", "ledger")
     assert [run.label for run in runs()] == ["add:3", "default queue"]
+    with pytest.raises(CommandError, match=r"nowhere: not in TASKS\['default'\]\['QUEUES'\]"):
+        _command("graphile_worker", "--once", "--queue", "nowhere")
 
-    bad = manage(project_env, "graphile_worker", "--once", "--queue", "nowhere", check=False)
-    assert bad.returncode == 1 and "nowhere: not in TASKS['default']['QUEUES']" in bad.stderr
 
+def test_worker_takes_the_settings_of_graphile_py_worker() -> None:
+    from graphile_py.contrib.django.management.commands.graphile_worker import Command
 
-def test_worker_takes_the_settings_of_graphile_py_worker(project_env: dict[str, Any]) -> None:
-    shown = manage(project_env, "graphile_worker", "--help").stdout
+    shown = Command().create_parser("manage.py", "graphile_worker").format_help()
     for name in ("jobs", "history", "task_timeout", "forbidden_flags", "tasks", "log_format"):
         for flag in SETTINGS[name].flags:
             assert flag in shown, (flag, shown)
@@ -95,21 +104,18 @@ def test_worker_takes_the_settings_of_graphile_py_worker(project_env: dict[str, 
     assert "GRAPHILE_PY_JOBS" in shown
 
 
-def test_worker_reports_bad_settings(django_db: TestDatabase, project_env: dict[str, Any]) -> None:
-    bad = manage(project_env, "graphile_worker", "--once", "--jobs", "0", check=False)
-    assert bad.returncode == 1
-    assert "invalid configuration" in bad.stderr and "jobs" in bad.stderr
-    from_env = manage(
-        {**project_env, "GRAPHILE_PY_HISTORY_RETENTION": "-5"},
-        "graphile_worker",
-        "--once",
-        check=False,
-    )
-    assert from_env.returncode == 1 and "history_retention" in from_env.stderr
+def test_worker_reports_bad_settings(
+    django_db: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(CommandError, match="invalid configuration: jobs"):
+        _command("graphile_worker", "--once", "--jobs", "0")
+    monkeypatch.setenv("GRAPHILE_PY_HISTORY_RETENTION", "-5")
+    with pytest.raises(CommandError, match="history_retention"):
+        _command("graphile_worker", "--once")
 
 
 def test_worker_runs_plain_graphile_tasks_beside(
-    django_db: TestDatabase, project_env: dict[str, Any], tmp_path: Any
+    django_db: TestDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "plain_tasks.py").write_text(
         "from graphile_py import TaskRegistry\n"
@@ -120,23 +126,15 @@ def test_worker_runs_plain_graphile_tasks_beside(
         "        conn.execute('insert into shop_run (label, attempt, result_id, started)"
         " values (%s, 0, %s, now())', (payload['label'], ''))\n"
     )
-    from graphile_py import add_job
-
+    monkeypatch.chdir(tmp_path)  # where --tasks looks first, as with graphile-py worker
     with django_db.connect() as conn:
         add_job(conn, "plain", {"label": "plain task"}, schema=django_db.schema)
     tasks.record.enqueue("django task")
-    env = {**project_env, "PYTHONPATH": str(tmp_path)}
-    manage(env, "graphile_worker", "--once", "--tasks", "plain_tasks:registry")
+    _command("graphile_worker", "--once", "--tasks", "plain_tasks:registry")
     assert sorted(run.label for run in runs()) == ["django task", "plain task"]
-
-
-def test_jobs_stay_in_the_backend_schema(django_db: TestDatabase) -> None:
-    # The job went into the schema of the backend's OPTIONS, the worker's schema.
-    tasks.record.enqueue("where")
-    with django_db.connect() as conn:
-        count = conn.execute(
-            sql.SQL("select count(*) from {}._private_jobs").format(
-                sql.Identifier(django_db.schema)
-            )
-        ).fetchone()
-    assert count == (1,)
+    with pytest.raises(CommandError, match="both a Django task and in --tasks"):
+        (tmp_path / "clash.py").write_text(
+            "from tests.contrib.django.project.shop.tasks import record\n"
+            "tasks = {record.module_path: lambda payload, helpers: None}\n"
+        )
+        _command("graphile_worker", "--once", "--tasks", "clash:tasks")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 from typing import Any
 
 import pytest
@@ -216,3 +217,14 @@ def test_signals_are_sent_per_attempt(django_db: TestDatabase) -> None:
         ("started", "refuse", "RUNNING"),
         ("finished", "refuse", "FAILED"),
     ]
+
+
+def test_the_framework_is_the_one_of_this_django() -> None:
+    import django
+
+    from graphile_py.contrib.django.compat import FRAMEWORK
+
+    assert ("django.tasks" if django.VERSION >= (6, 0) else "django_tasks") == FRAMEWORK
+    expected = os.environ.get("GRAPHILE_PY_EXPECT_DJANGO")
+    if expected:  # set by test_django6.py for the Django 6 run
+        assert django.VERSION[0] == int(expected), django.get_version()
