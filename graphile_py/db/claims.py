@@ -185,11 +185,16 @@ def _claim_template(
 ) -> str:
     # "Queue strategy 2" of graphile-worker: lock available queue rows up front with SKIP
     # LOCKED, then pick jobs that have no queue or whose queue we now hold.
+    # "(select now())": the planner cannot estimate it from the statistics, which with
+    # many future-dated jobs say that none is due and made the claim a sequential scan
+    # and sort of all of them (tests/integration/test_claim_plans.py). "limit 1" rather
+    # than a parameter: the generic plan is then as cheap as a custom one, and the
+    # prepared statement stops being planned again on every execution.
     flag_filter = " and (jobs.flags ?| %(flags)s::text[]) is not true" if flags else ""
     candidates = (
         "candidates as (select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
         " from {schema}._private_jobs as jobs"
-        " where jobs.is_available = true and jobs.run_at <= {now}"
+        " where jobs.is_available = true and jobs.run_at <= (select {now})"
         " and jobs.task_id = any(%(task_ids)s::int[])"
         " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
         "select queues.id from {schema}._private_job_queues as queues"
