@@ -116,6 +116,7 @@ class ConnectionSampler(threading.Thread):
         self.stop = threading.Event()
         self.peak_total = 0
         self.peak_per_process = 0
+        self.client_addresses: set[str] = set()
 
     def run(self) -> None:
         # Each process's connections carry its PGAPPNAME, except the heartbeat connection,
@@ -126,9 +127,15 @@ class ConnectionSampler(threading.Thread):
             " and (application_name like %s or application_name like 'graphile-py heartbeat%%')"
             " group by 1"
         )
+        addresses = (
+            "select distinct host(client_addr) from pg_stat_activity"
+            " where application_name like %s and client_addr is not null"
+        )
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while not self.stop.wait(0.05):
                 counts = dict(conn.execute(query, (APP_PREFIX + "%",)).fetchall())
+                for (address,) in conn.execute(addresses, (APP_PREFIX + "%",)).fetchall():
+                    self.client_addresses.add(address)
                 total = sum(counts.values())
                 own = [n for name, n in counts.items() if name.startswith(APP_PREFIX)]
                 self.peak_total = max(self.peak_total, total)
@@ -136,13 +143,81 @@ class ConnectionSampler(threading.Thread):
                 self.peak_per_process = max(self.peak_per_process, max(own, default=0) + 1)
 
 
+NETNS_NET = "10.231.0.0/16"
+
+
+class NetworkNamespaces:
+    """``count`` network namespaces, each joined to this one by a veth pair.
+
+    Namespace i has 10.231.i.2, this side 10.231.i.1 (where the private cluster also
+    listens): its processes reach the database over a network interface, with their own
+    network stack, as a separate host would.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.tag = f"{os.getpid() % 100000}"
+        self.count = count
+        self.server_addresses = [f"10.231.{i}.1" for i in range(count)]
+
+    def _name(self, i: int) -> str:
+        return f"gpyscale{self.tag}-{i}"
+
+    def __enter__(self) -> NetworkNamespaces:
+        try:
+            for i in range(self.count):
+                ns, host_if, ns_if = self._name(i), f"gs{self.tag}h{i}", f"gs{self.tag}n{i}"
+                for command in (
+                    ["ip", "netns", "add", ns],
+                    ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+                    ["ip", "link", "set", ns_if, "netns", ns],
+                    ["ip", "addr", "add", f"10.231.{i}.1/30", "dev", host_if],
+                    ["ip", "link", "set", host_if, "up"],
+                    ["ip", "-n", ns, "addr", "add", f"10.231.{i}.2/30", "dev", ns_if],
+                    ["ip", "-n", ns, "link", "set", ns_if, "up"],
+                    ["ip", "-n", ns, "link", "set", "lo", "up"],
+                ):
+                    subprocess.run(command, check=True, capture_output=True)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for i in range(self.count):
+            # Deleting the namespace deletes its end of the veth pair, and so the pair.
+            subprocess.run(["ip", "netns", "del", self._name(i)], check=False, capture_output=True)
+            subprocess.run(
+                ["ip", "link", "del", f"gs{self.tag}h{i}"], check=False, capture_output=True
+            )
+
+    def hosts(self, dsn: str) -> list[tuple[list[str], str]]:
+        """Per namespace: the command prefix and ``dsn`` pointed at this side's address."""
+        from psycopg.conninfo import make_conninfo
+
+        return [
+            (["ip", "netns", "exec", self._name(i)], make_conninfo(dsn, host=address))
+            for i, address in enumerate(self.server_addresses)
+        ]
+
+
 def _count(conn: psycopg.Connection[Any], query: str, *params: Any) -> int:
     row = conn.execute(query, params).fetchone()
     return int(row[0]) if row else 0
 
 
-def run_once(dsn: str, schema: str, processes: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One drain with ``processes`` worker processes; returns the figures and the checks."""
+def run_once(
+    dsn: str,
+    schema: str,
+    processes: int,
+    args: argparse.Namespace,
+    hosts: list[tuple[list[str], str]] | None = None,
+) -> dict[str, Any]:
+    """One drain with ``processes`` worker processes; returns the figures and the checks.
+
+    ``hosts``: per process, a command prefix and the DSN it connects with (network
+    namespaces); by default every process runs here and connects with ``dsn``.
+    """
+    hosts = hosts or [([], dsn)] * processes
     ident = sql.Identifier(schema)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("delete from {}._private_jobs").format(ident))
@@ -152,6 +227,7 @@ def run_once(dsn: str, schema: str, processes: int, args: argparse.Namespace) ->
     workers = [
         subprocess.Popen(
             [
+                *hosts[i][0],
                 sys.executable,
                 "-m",
                 "graphile_py",
@@ -159,7 +235,7 @@ def run_once(dsn: str, schema: str, processes: int, args: argparse.Namespace) ->
                 "warning",
                 "worker",
                 "-c",
-                dsn,
+                hosts[i][1],
                 "-s",
                 schema,
                 "--tasks",
@@ -255,6 +331,7 @@ def run_once(dsn: str, schema: str, processes: int, args: argparse.Namespace) ->
         exit_codes=codes,
         peak_connections=sampler.peak_total,
         peak_connections_per_process=sampler.peak_per_process,
+        client_addresses=sorted(sampler.client_addresses),
         budget=processes * (args.max_pool_size + 2),
     )
     result.update(_check(record_dir, int(low), int(high)))
@@ -317,15 +394,15 @@ def _markdown(results: list[dict[str, Any]], args: argparse.Namespace, notes: li
         "",
         "| processes | drain (jobs/s) | vs 1 process | exactly once | named-queue jobs"
         " (queues) | overlaps in a named queue | peak connections (all / per process)"
-        " | budget N x (pool + 2) |",
-        "|---:|---:|---:|:-:|---:|---:|---:|---:|",
+        " | budget N x (pool + 2) | client addresses |",
+        "|---:|---:|---:|:-:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['processes']} | {r['rate']:,.0f} | {r['rate'] / base:.2f}x |"
             f" {'yes' if r['exactly_once'] else 'NO'} | {r['queued_jobs']:,} ({r['queues']}) |"
             f" {r['overlaps']} | {r['peak_connections']} / {r['peak_connections_per_process']} |"
-            f" {r['budget']} |"
+            f" {r['budget']} | {len(r['client_addresses'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -346,6 +423,11 @@ def main() -> int:
         "--dsn", help="an existing database (migrated) instead of a private cluster"
     )
     parser.add_argument("--schema", default="graphile_worker")
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="run each process in a network namespace of its own (needs root and ip)",
+    )
     parser.add_argument("--json", help="write the results here")
     parser.add_argument(
         "--markdown",
@@ -354,6 +436,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     counts = [int(x) for x in args.processes.split(",")]
+    if args.netns and (args.dsn or os.geteuid() != 0):
+        parser.error("--netns needs root and the private cluster (no --dsn)")
     notes: list[str] = []
     if args.dsn:
         cluster: Any = nullcontext(args.dsn)
@@ -362,9 +446,15 @@ def main() -> int:
         sys.path.insert(0, str(BENCH_DIR))
         from soak import private_cluster
 
-        cluster = private_cluster(None)
+        if args.netns:
+            netns = NetworkNamespaces(max(counts))
+            cluster = private_cluster(
+                None, also_listen_on=tuple(netns.server_addresses), trust_net=NETNS_NET
+            )
+        else:
+            cluster = private_cluster(None)
     results = []
-    with cluster as dsn:
+    with netns if args.netns else nullcontext(), cluster as dsn:
         if not args.dsn:
             subprocess.run(
                 [sys.executable, "-m", "graphile_py", "migrate", "-c", dsn],
@@ -376,8 +466,9 @@ def main() -> int:
             version = conn.execute("show server_version").fetchone()[0]  # type: ignore[index]
             maxconn = conn.execute("show max_connections").fetchone()[0]  # type: ignore[index]
         load = os.getloadavg()[0]
+        hosts = netns.hosts(dsn) if args.netns else None
         for processes in counts:
-            result = run_once(dsn, args.schema, processes, args)
+            result = run_once(dsn, args.schema, processes, args, hosts and hosts[:processes])
             result["load_before"] = load
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
@@ -389,10 +480,17 @@ def main() -> int:
         f" harness (and other work: 1-min load average before each drain {loads});"
         f" PostgreSQL {version}, max_connections {maxconn}",
     )
-    notes.append(
-        "Processes on one machine stand in for hosts: each has its own pool,"
-        " LISTEN and heartbeat connections; no network between them"
-    )
+    if args.netns:
+        notes.append(
+            "Each process runs in a network namespace of its own (ip netns) with a veth"
+            " link to the database's: its own network stack and address, as a separate"
+            " host has; the CPUs and the kernel are still shared"
+        )
+    else:
+        notes.append(
+            "Processes on one machine stand in for hosts: each has its own pool,"
+            " LISTEN and heartbeat connections; no network between them"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.markdown != "-":

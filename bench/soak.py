@@ -122,10 +122,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def private_cluster(naptime: float | None) -> Iterator[str]:
+def private_cluster(
+    naptime: float | None, *, also_listen_on: tuple[str, ...] = (), trust_net: str | None = None
+) -> Iterator[str]:
     """initdb + pg_ctl start on a free loopback port; yields the DSN, removes it all after.
 
     PostgreSQL refuses to run as root, so as root the server runs as the ``postgres`` user.
+    ``also_listen_on`` adds addresses to listen on, ``trust_net`` lets clients of that
+    network in without a password (bench/scale.py's network namespaces).
     """
     bindir = _bindir()
     base = Path(tempfile.mkdtemp(prefix="gpy-soak-"))
@@ -145,9 +149,12 @@ def private_cluster(naptime: float | None) -> Iterator[str]:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    if trust_net:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {trust_net} trust\n")
     options = [
         f"-p {port}",
-        "-c listen_addresses=127.0.0.1",
+        "-c listen_addresses=" + ",".join(("127.0.0.1", *also_listen_on)),
         f"-c unix_socket_directories={base}",
         "-c autovacuum=on",
         "-c max_connections=100",
