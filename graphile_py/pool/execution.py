@@ -11,8 +11,11 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
+import sysconfig
 import threading
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +28,26 @@ from graphile_py.logs import JobLogger
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["EventLoopThread", "Outcome", "failure_message", "log_outcome", "run_task"]
+__all__ = [
+    "LAST_ERROR_LIMIT",
+    "EventLoopThread",
+    "Outcome",
+    "error_summary",
+    "failure_message",
+    "log_outcome",
+    "run_task",
+]
+
+#: At most this many characters of ``last_error`` are the traceback: its head and
+#: innermost frames are kept, the middle of a deep one is left out.
+LAST_ERROR_LIMIT = 8000
+_TRACEBACK_HEAD = "Traceback (most recent call last):\n"
+# Frames of the machinery between the worker and the task, left out of tracebacks.
+_STDLIB = sysconfig.get_paths()["stdlib"]
+_MACHINERY = (
+    os.path.join(_STDLIB, "asyncio", ""),
+    os.path.join(_STDLIB, "concurrent", ""),
+)
 
 logger = logging.getLogger("graphile_py.worker")
 
@@ -157,11 +179,54 @@ def _batch_outcome(payload: list[Any], results: Sequence[Any], started_at: float
 
 
 def failure_message(error: BaseException) -> str:
-    """The text stored in ``last_error``: the message, else the type, never empty."""
-    text = str(error)
-    if text:
+    """The text stored in ``last_error``: the message (else the type), then the traceback.
+
+    The first line is the message alone, as a Node worker stores it (``err.message``),
+    so that listings of last errors read the same for both; a blank line and Python's
+    traceback follow when the error was raised, from the task's frame down (the worker's
+    own frames left out), capped at :data:`LAST_ERROR_LIMIT` characters.
+    """
+    text = str(error) or type(error).__name__ or "Non error or error without message thrown."
+    if error.__traceback__ is None:
         return text
-    return type(error).__name__ or "Non error or error without message thrown."
+    return f"{text}\n\n{_traceback_text(error)}"
+
+
+def error_summary(message: str) -> str:
+    """``last_error`` text without its traceback: what log lines quote."""
+    return message.partition("\n\n" + _TRACEBACK_HEAD)[0]
+
+
+def _traceback_text(error: BaseException) -> str:
+    summary = traceback.TracebackException.from_exception(error)
+    _drop_machinery(summary)
+    lines = "".join(summary.format()).rstrip("\n").split("\n")
+    if sum(len(line) + 1 for line in lines) <= LAST_ERROR_LIMIT:
+        return "\n".join(lines)
+    # Keep the head line and as many of the last lines (the innermost frames and the
+    # exception) as fit: the middle of a deep traceback is the least useful part.
+    kept: list[str] = []
+    budget = LAST_ERROR_LIMIT - len(lines[0]) - 60
+    for line in reversed(lines[1:]):
+        budget -= len(line) + 1
+        if budget < 0:
+            break
+        kept.append(line)
+    omitted = len(lines) - 1 - len(kept)
+    return "\n".join([lines[0], f"  ... ({omitted} lines left out) ...", *reversed(kept)])
+
+
+def _drop_machinery(summary: traceback.TracebackException) -> None:
+    """Leave out the worker's frames (run_task, the event loop's hand-over)."""
+    current: traceback.TracebackException | None = summary
+    while current is not None:
+        frames = [
+            frame
+            for frame in current.stack
+            if frame.filename != __file__ and not frame.filename.startswith(_MACHINERY)
+        ]
+        current.stack = traceback.StackSummary.from_list(frames)
+        current = current.__cause__ or current.__context__
 
 
 def log_outcome(
@@ -201,7 +266,9 @@ def log_outcome(
         backoff = math.exp(min(job.attempts, 10))
         fate = f"will retry in {backoff:.2f}s (attempt {job.attempts + 1} of {job.max_attempts})"
     extra = _job_fields(job, elapsed_ms, queue_name)
-    extra["error"] = outcome.message
+    # The line quotes the message; the traceback follows once, from exc_info.
+    message = error_summary(outcome.message or "")
+    extra["error"] = message
     log.error(
         "Failed task %s (%s, %.2fms, attempt %d of %d) with error %r; %s",
         job.id,
@@ -209,7 +276,7 @@ def log_outcome(
         elapsed_ms,
         job.attempts,
         job.max_attempts,
-        outcome.message,
+        message,
         fate,
         exc_info=outcome.error,
         extra=extra,

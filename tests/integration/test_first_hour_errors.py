@@ -31,7 +31,7 @@ from graphile_py import (
 )
 from graphile_py.cli import main
 from tests.support import TestDatabase
-from tests.support.workers import jobs_rows
+from tests.support.workers import jobs_rows, run_once
 
 HALF_EMOJI = "\ud83d"  # the first half of 😀's UTF-16 pair, alone
 
@@ -365,3 +365,77 @@ def test_tasks_pointing_at_the_wrong_thing_name_the_task_maps(
     error = _worker_error(db, "gpy_first_none:hello")
     assert "the module defines no TaskRegistry or dict of tasks" in error, error
     assert "--tasks gpy_first_none:registry" in error
+
+
+# -- 8. last_error keeps the traceback ---------------------------------------------------
+
+
+def _parse_address(text: str) -> str:
+    if "@" not in text:
+        raise ValueError(f"not an email address: {text!r}")
+    return text
+
+
+def _send(payload: Any, helpers: Any) -> None:
+    _parse_address(payload["to"])
+
+
+async def _send_async(payload: Any, helpers: Any) -> None:
+    await asyncio.sleep(0)
+    try:
+        _parse_address(payload["to"])
+    except ValueError as exc:
+        raise RuntimeError("could not send") from exc
+
+
+def _deep(n: int) -> None:
+    # A long traceback: each level re-raises, so every level adds a chained traceback.
+    try:
+        if n == 0:
+            raise KeyError("bottom")
+        _deep(n - 1)
+    except Exception as exc:
+        raise RuntimeError(f"level {n}") from exc
+
+
+def _history_errors(db: TestDatabase) -> list[str]:
+    with db.connect() as conn:
+        rows = conn.execute("select error from graphile_py.job_attempts order by id").fetchall()
+    return [row[0] for row in rows]
+
+
+def test_last_error_has_the_message_then_the_traceback(db: TestDatabase) -> None:
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        sync_id = utils.add_job("send", {"to": "nobody"}).id
+        async_id = utils.add_job("send_async", {"to": "nobody"}).id
+        deep_id = utils.add_job("deep").id
+    run_once(
+        db,
+        {"send": _send, "send_async": _send_async, "deep": lambda p, h: _deep(100)},
+        history=True,
+    )
+    rows = {row["id"]: row["last_error"] for row in jobs_rows(db)}
+
+    sync_error = rows[sync_id]
+    message, _, trace = sync_error.partition("\n\n")
+    assert message == "not an email address: 'nobody'"  # the first line, as Node stores it
+    lines = trace.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: not an email address: 'nobody'"
+    assert f'File "{__file__}"' in trace and "in _send" in trace and "in _parse_address" in trace
+    assert "execution.py" not in trace and "run_task" not in trace
+
+    async_error = rows[async_id]
+    assert async_error.startswith("could not send\n\nTraceback (most recent call last):\n")
+    assert "The above exception was the direct cause" in async_error
+    assert async_error.endswith("RuntimeError: could not send")
+    assert "asyncio" not in async_error and "concurrent" not in async_error
+
+    deep_error = rows[deep_id]
+    assert len(deep_error) <= 8000 + 100
+    assert deep_error.startswith("level 100\n\nTraceback (most recent call last):\n  ... (")
+    assert "lines left out) ..." in deep_error and deep_error.endswith("RuntimeError: level 100")
+    assert 'raise RuntimeError(f"level {n}") from exc' in deep_error.splitlines()[-2]
+
+    # The job history's error column holds the same text.
+    assert sorted(_history_errors(db)) == sorted(rows.values())

@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from graphile_py import JobSpec, WorkerOptions, WorkerPool, add_job, add_jobs
+from graphile_py.pool.execution import error_summary
 from tests.support import TestDatabase
 from tests.support.workers import (
     Recorder,
@@ -138,7 +139,7 @@ def test_failure_backoff_is_exp_of_attempts_and_errors_are_recorded(db: TestData
         row = jobs_rows(db)[0]
         assert row["id"] == job_id
         assert row["attempts"] == attempt
-        assert row["last_error"] == f"attempt {attempt} failed"
+        assert error_summary(row["last_error"]) == f"attempt {attempt} failed"
         assert row["locked_at"] is None and row["locked_by"] is None
         delay = (row["run_at"] - started).total_seconds()
         assert math.exp(attempt) - 0.05 <= delay <= math.exp(attempt) + 2.0
@@ -162,7 +163,7 @@ def test_job_fails_permanently_when_attempts_reach_max(db: TestDatabase) -> None
     assert calls.items == [1, 2]
     row = jobs_rows(db)[0]
     assert (row["attempts"], row["max_attempts"], row["is_available"]) == (2, 2, False)
-    assert row["last_error"] == "broken"
+    assert row["last_error"].startswith("broken\n\nTraceback (most recent call last):\n")
 
 
 def test_batch_job_partial_failure_keeps_only_failed_items(db: TestDatabase) -> None:
