@@ -18,6 +18,9 @@ from tests.support import admin_dsn, check_server
 pytest_plugins = ["pytester"]
 
 EXAMPLE = Path(__file__).parent / "example_project"
+# Other installed plugins that the example project does not need: importing them is most
+# of a subprocess's start-up time (ours stays, loaded from its entry point).
+QUIET = ("-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio")
 
 
 @pytest.fixture
@@ -40,8 +43,8 @@ def graphile_databases() -> set[str]:
 
 def test_the_example_projects_suite(project: pytest.Pytester) -> None:
     before = graphile_databases()
-    result = project.runpytest_subprocess("-v")
-    result.assert_outcomes(passed=14, failed=2, errors=1)
+    result = project.runpytest_subprocess(*QUIET, "-v")
+    result.assert_outcomes(passed=15, failed=2, errors=1)
     # Every database the run made (a template, one per test) is gone.
     assert graphile_databases() - before == set()
     result.stdout.fnmatch_lines(
@@ -80,6 +83,7 @@ def test_the_plugin_connects_only_when_a_fixture_asks(
     # A server that is not there: the plain test passes, the one that asks says what to set.
     monkeypatch.delenv("GRAPHILE_TEST_DATABASE_URL")
     result = project.runpytest_subprocess(
+        *QUIET,
         "test_plain.py",
         "test_wants_db.py",
         "-o",
@@ -104,7 +108,7 @@ def test_without_a_task_registry_run_jobs_says_how_to_give_one(project: pytest.P
             "    graphile_jobs.run_jobs()\n"
         )
     )
-    result = project.runpytest_subprocess("test_no_registry.py")
+    result = project.runpytest_subprocess(*QUIET, "test_no_registry.py")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["*run_jobs needs your task registry: set graphile_tasks = 'module:attribute'*"]
@@ -112,7 +116,7 @@ def test_without_a_task_registry_run_jobs_says_how_to_give_one(project: pytest.P
 
 
 def test_fixtures_are_listed_and_named_apart_from_ours(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("--fixtures")
+    result = project.runpytest_subprocess(*QUIET, "--fixtures")
     out = result.stdout.str()
     for name in ("graphile_db", "graphile_jobs", "graphile_inline", "graphile_tasks"):
         assert f"{name} -- " in out or f"{name} [" in out or f"\n{name}" in out, name

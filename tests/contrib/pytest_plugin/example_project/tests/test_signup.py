@@ -160,3 +160,19 @@ def test_inline_mode_on_an_async_connection(graphile_db, graphile_inline):
             return sent(graphile_db)
 
     assert asyncio.run(scenario()) == [("async", "lu@example.com")]
+
+
+def test_inline_mode_on_autocommit_and_for_later_jobs(graphile_db, graphile_inline):
+    import psycopg
+
+    from graphile_py import WorkerUtils
+
+    with psycopg.connect(graphile_db.dsn, autocommit=True) as conn:
+        add_job(conn, "send_tips", {"email": "max@example.com"})  # committed at once: runs now
+        assert sent(graphile_db) == [("tips", "max@example.com")]
+        # A job for later runs at commit too: inline means "now".
+        schedule_reminder(conn, "ned@example.com", datetime.now(UTC) + timedelta(days=1))
+        assert sent(graphile_db)[-1] == ("tips", "ned@example.com")
+    with WorkerUtils(graphile_db.dsn, run_migrations=False) as utils:
+        utils.add_job("send_tips", {"email": "oz@example.com"})
+    assert sent(graphile_db)[-1] == ("tips", "oz@example.com")
