@@ -25,7 +25,12 @@ from psycopg_pool import ConnectionPool
 
 from graphile_py.db import map_db_errors, statements_for
 from graphile_py.db.lease import ConnectionLease
-from graphile_py.db.pooler import PROBE_TIMEOUT, connect_kwargs, notifications_arrive
+from graphile_py.db.pooler import (
+    PROBE_TIMEOUT,
+    connect_kwargs,
+    notifications_arrive,
+    prepared_statements_work,
+)
 from graphile_py.errors import EXIT_FENCED, EXIT_INCOMPATIBLE_SCHEMA, WorkerError
 from graphile_py.events import guarded
 from graphile_py.jobs import Job
@@ -34,7 +39,7 @@ from graphile_py.pool.execution import EventLoopThread
 from graphile_py.pool.heartbeat import Heartbeat
 from graphile_py.pool.listener import Listener
 from graphile_py.pool.options import WorkerOptions
-from graphile_py.pool.outcomes import OutcomeWriter, history_for
+from graphile_py.pool.outcomes import OutcomeWriter, history_for, prune_history
 from graphile_py.pool.shutdown import StopRequest, finish_jobs
 from graphile_py.pool.sweeper import sweep_stale_locks
 from graphile_py.tasks import TaskFunction, TaskRegistry, validate_task_map
@@ -202,7 +207,7 @@ class WorkerPool:
         # server's own words, instead of after the pool's 30 s of retrying.
         with map_db_errors("Connecting to the database"):
             psycopg.connect(self._conninfo, **self._connect_kwargs).close()
-        self._check_notifications()
+        self._check_pooler()
         opts = self.options
         # Start with a couple of connections and let the pool grow on demand: waiting for
         # max_pool_size connections made every start (and every --once) slow.
@@ -280,6 +285,12 @@ class WorkerPool:
             )
             self._listener.start()
             self._background.append(self._thread(self._sweep_stale_locks, "sweeper"))
+        elif opts.history:
+            # A run-once pool never sweeps, and may be all that ever runs (from cron):
+            # it prunes the history once, beside its jobs.
+            self._background.append(
+                self._thread(lambda: prune_history(opts, self.connections), "pruner")
+            )
         if self._claims.has_time_limits:
             self._background.append(self._thread(self._claims.enforce_time_limits, "timeouts"))
 
@@ -375,50 +386,46 @@ class WorkerPool:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _check_notifications(self) -> None:
-        """Check that a job's NOTIFY reaches our LISTEN; if not, poll often (and say why).
+    def _check_pooler(self) -> None:
+        """Check what a transaction-mode pooler would break, and work around it (with a word).
 
-        Without a listen URL, a NOTIFY that does not arrive means the connection goes
-        through a transaction-mode pooler: prepared statements are turned off too. With
-        one, the connection itself is checked the same way only while prepared statements
-        are on (a run-once pool, which does not listen, checks just that).
+        A job's NOTIFY must reach our LISTEN (on the listen URL, else the connection):
+        if it does not, idle workers poll every ``fallback_poll_interval``. Prepared
+        statements must work through the connection: if they do not, they are turned
+        off. Run-once pools do not listen, so they only check the second.
         """
         opts, conninfo = self.options, self._conninfo
         listen = opts.listen_conninfo
-        pooled = False
-        if not self.once:
-            heard = notifications_arrive(listen or conninfo, conninfo)
-            pooled = not heard and listen is None
-            if not heard:
-                poll = min(opts.poll_interval, opts.fallback_poll_interval)
-                logger.warning(
-                    "Notifications do not arrive: a NOTIFY sent through the connection did"
-                    " not reach a LISTEN on %s within %gs. %s New jobs will be found by"
-                    " polling every %gs (fallback_poll_interval) instead of at once. To be"
-                    " woken at once, give --listen-url (GRAPHILE_PY_LISTEN_URL) a direct"
-                    " connection to PostgreSQL or to a session-mode pool.",
-                    "the listen URL" if listen else "the same connection",
-                    PROBE_TIMEOUT,
-                    "The listen URL probably goes through a transaction-mode pooler too."
-                    if listen
-                    else "The connection probably goes through a transaction-mode pooler"
-                    " (PgBouncer with pool_mode = transaction), which cannot hold a LISTEN.",
-                    poll,
-                )
-                self._use_poll_interval(poll)
-        if opts.prepared_statements and not pooled and (self.once or listen is not None):
-            pooled = not notifications_arrive(conninfo, conninfo)
-        if pooled and opts.prepared_statements:
+        heard = self.once or notifications_arrive(listen or conninfo, conninfo)
+        if not heard:
+            poll = min(opts.poll_interval, opts.fallback_poll_interval)
             logger.warning(
-                "The connection goes through a transaction-mode pooler: server-side"
-                " prepared statements are turned off (set prepared_statements = false,"
-                " --no-prepared-statements, to skip this check)"
+                "Notifications do not arrive: a NOTIFY sent through the connection did not"
+                " reach a LISTEN on %s within %gs. %s New jobs will be found by polling"
+                " every %gs (fallback_poll_interval) instead of at once. To be woken at"
+                " once, give --listen-url (GRAPHILE_PY_LISTEN_URL) a direct connection to"
+                " PostgreSQL or to a session-mode pool.",
+                "the listen URL" if listen else "the same connection",
+                PROBE_TIMEOUT,
+                "The listen URL probably goes through a transaction-mode pooler too."
+                if listen
+                else "The connection probably goes through a transaction-mode pooler"
+                " (PgBouncer with pool_mode = transaction), which cannot hold a LISTEN.",
+                poll,
+            )
+            self._use_poll_interval(poll)
+        if opts.prepared_statements and not prepared_statements_work(conninfo):
+            logger.warning(
+                "Server-side prepared statements break through this connection (a"
+                " transaction-mode pooler, such as PgBouncer before 1.21 or with"
+                " max_prepared_statements = 0): prepared statements are turned off. Set"
+                " prepared_statements = false (--no-prepared-statements) to skip this check"
             )
             self.options = dataclasses.replace(self.options, prepared_statements=False)
             self._claims.options = self.options
             self._connect_kwargs.update(connect_kwargs(prepared_statements=False))
-        if not self.options.prepared_statements:
-            # Session settings would leak to the pooler's other clients.
+        if not self.options.prepared_statements or listen is not None or not heard:
+            # Probably pooled: a session setting would leak to the pooler's other clients.
             self._heartbeat.session_settings = False
 
     def _use_poll_interval(self, seconds: float) -> None:

@@ -326,6 +326,14 @@ def test_the_pools_pruning_uses_the_retention_setting(db: TestDatabase) -> None:
     assert row["finished_at"].timestamp() > time.time() - 3600
 
 
+def test_a_run_once_pool_prunes_the_history_too(db: TestDatabase) -> None:
+    """`worker --once` from cron may be the only worker there is: it prunes as well."""
+    with db.connect() as conn:
+        _insert_attempt(conn, db, timedelta(days=8))
+    run_once(db, {"noop": lambda p, h: None}, history=True)
+    assert _attempts(db) == []
+
+
 def test_history_without_the_side_schema_refuses_to_start(db: TestDatabase) -> None:
     with db.connect() as conn:
         conn.execute(sql.SQL("drop schema {} cascade").format(_side(db)))
