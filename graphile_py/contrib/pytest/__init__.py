@@ -83,6 +83,7 @@ def __getattr__(name: str) -> Any:
 
     return getattr(importlib.import_module(module_name), name)
 
+
 _URL_OPTION = "graphile_database_url"
 _URL_ENV = "GRAPHILE_TEST_DATABASE_URL"
 _SCHEMA_OPTION = "graphile_schema"

@@ -11,6 +11,7 @@ itself fails the test instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from graphile_py.admin.inspector import Inspector
 from graphile_py.admin.records import MAX_LIST_LIMIT, JobFilter, JobRecord, JobState
 from graphile_py.admin.worker_utils import WorkerUtils
 from graphile_py.db.migrations import DEFAULT_SCHEMA
-from graphile_py.events import WorkerEvents
+from graphile_py.events import WorkerEvents, combine_events
 from graphile_py.jobs import Job
 from graphile_py.pool.options import WorkerOptions
 from graphile_py.pool.pool import WorkerPool
@@ -153,9 +154,7 @@ def run_jobs(
     base = options or WorkerOptions(schema=schema, concurrency=1)
     run = JobsRun()
     recorder = _Recorder(run, max_jobs)
-    from graphile_py.events import combine_events
-
-    pool_options = _with_events(base, combine_events(base.events, recorder))
+    pool_options = dataclasses.replace(base, events=combine_events(base.events, recorder))
     with WorkerUtils(conninfo, schema=base.schema, run_migrations=False, max_pool_size=1) as utils:
         inspector = Inspector(utils)
         if job_ids:
@@ -193,12 +192,6 @@ async def run_jobs_async(
 ) -> JobsRun:
     """:func:`run_jobs` without blocking the event loop (it runs in a thread)."""
     return await asyncio.to_thread(run_jobs, conninfo, tasks, **kwargs)  # type: ignore[arg-type]
-
-
-def _with_events(options: WorkerOptions, events: WorkerEvents | None) -> WorkerOptions:
-    import dataclasses
-
-    return dataclasses.replace(options, events=events)
 
 
 def _to_run(

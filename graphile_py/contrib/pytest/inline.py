@@ -76,7 +76,14 @@ class InlineMode:
     def _listen(self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
         if conn not in self._listening:
             pid = conn.info.backend_pid
-            conn.add_notify_handler(lambda notify: self._committed(notify, pid))
+            mode = weakref.ref(self)  # a pooled connection outlives the test's InlineMode
+
+            def handler(notify: psycopg.Notify) -> None:
+                inline = mode()
+                if inline is not None:
+                    inline._committed(notify, pid)
+
+            conn.add_notify_handler(handler)
             self._listening.add(conn)
 
     def _committed(self, notify: psycopg.Notify, pid: int) -> None:

@@ -127,3 +127,29 @@ def test_in_app_worker_without_migrating_on_a_migrated_database(db: TestDatabase
 
     worker = asyncio.run(scenario())
     assert not worker.running and worker.exit_code == 0 and worker.error is None
+
+
+def test_a_pool_that_stops_by_itself_is_logged_and_seen(
+    db: TestDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> InAppWorker:
+        worker = InAppWorker(
+            {"noop": lambda payload, helpers: None},
+            conninfo=db.dsn,
+            options=WorkerOptions(schema=db.schema),
+            migrate=False,
+        )
+        async with worker:
+            # As a breaking migration or fencing would: the pool stops on its own.
+            worker.pool.request_stop("breaking migration 999")
+            for _ in range(200):
+                if worker.exit_code is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert not worker.running
+        return worker
+
+    with caplog.at_level("ERROR", logger="graphile_py.contrib.fastapi"):
+        worker = asyncio.run(scenario())
+    assert worker.exit_code == 0
+    assert "The in-app graphile-py worker stopped by itself" in caplog.text
