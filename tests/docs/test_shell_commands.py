@@ -222,7 +222,11 @@ def _run_once(block: Block, command: Command, part: str, sandbox: Sandbox) -> No
         check=False,
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{block.where}: `{part}` exited {result.returncode}:\n{output}"
+    assert result.returncode == 0, (
+        f"{block.where}: `{part}` exited {result.returncode}:\n{output}\n(If the block needs"
+        " what this test cannot provide, mark it '<!-- doc-test: illustrative REASON -->':"
+        " see this module's docstring.)"
+    )
     assert '"unauthorized"' not in output, f"{block.where}: `{part}` was refused:\n{output}"
     actual = _normal(output)
     for line in command.shown_output:

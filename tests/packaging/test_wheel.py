@@ -48,6 +48,7 @@ def smoke(payload, helpers):
 
 @dataclass(frozen=True)
 class Built:
+    source: Path
     wheel: Path
     sdist: Path
     venv: Path
@@ -98,16 +99,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     _run([sys.executable, "-m", "venv", str(venv)])
     # With dependencies, from the configured index (or pip's cache): the CLI must run.
     _run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)])
-    yield Built(wheel=wheel, sdist=sdist, venv=venv)
+    yield Built(source=source, wheel=wheel, sdist=sdist, venv=venv)
 
 
-def _package_files() -> set[str]:
-    """What the wheel must hold: every module, SQL file, static file and py.typed."""
+def _package_files(source: Path) -> set[str]:
+    """What the wheel must hold: every module, SQL file, static file and py.typed.
+
+    Read from the copy the wheel was built from (the checkout may change meanwhile).
+    """
     wanted = set()
-    for path in (ROOT / "graphile_py").rglob("*"):
+    for path in (source / "graphile_py").rglob("*"):
         if "__pycache__" in path.parts or not path.is_file():
             continue
-        relative = path.relative_to(ROOT).as_posix()
+        relative = path.relative_to(source).as_posix()
         if path.suffix in {".py", ".sql"} or path.name == "py.typed" or "/static/" in relative:
             wanted.add(relative)
     return wanted
@@ -119,7 +123,7 @@ def test_the_wheel_holds_the_sql_static_files_and_py_typed(built: Built) -> None
         metadata = wheel.read(f"graphile_py-{VERSION}.dist-info/METADATA").decode()
         entry_points = wheel.read(f"graphile_py-{VERSION}.dist-info/entry_points.txt").decode()
     package = {name for name in names if name.startswith("graphile_py/")}
-    wanted = _package_files()
+    wanted = _package_files(built.source)
     assert wanted - package == set(), "files missing from the wheel"
     assert any(name.startswith("graphile_py/db/migrations/0") for name in package)
     assert "graphile_py/db/migrations/000020.sql" in package
@@ -142,7 +146,7 @@ def test_the_sdist_holds_what_the_wheel_is_built_from(built: Built) -> None:
     with tarfile.open(built.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"pyproject.toml", "README.md", "LICENSE"} <= names
-    assert _package_files() - names == set(), "files missing from the sdist"
+    assert _package_files(built.source) - names == set(), "files missing from the sdist"
 
 
 def _env(**extra: str) -> dict[str, str]:
