@@ -196,3 +196,49 @@ def test_cron_list_with_a_missing_crontab_names_it_and_the_fix(
     result = _command(tmp_path, "cron", "list", "--crontab", "nope", "-c", db.dsn, "-s", db.schema)
     assert result.returncode == 1
     assert "Error: crontab file 'nope' does not exist: correct the path" in result.stderr
+
+
+# -- docs/configuration.md: the example files and the WorkerOptions example ---------------
+
+
+def _blocks(language: str, page: str) -> dict[str, str]:
+    """The page's blocks of this language, by their first line (a ``# file`` comment)."""
+    import re
+
+    text = (ROOT / "docs" / page).read_text()
+    found = re.findall(rf"^```{language}\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    return {block.splitlines()[0]: block for block in found}
+
+
+def test_the_example_config_files_load_as_documented(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("GRAPHILE_PY_") or name in {"DATABASE_URL", "GRAPHILE_WORKER_SCHEMA"}:
+            monkeypatch.delenv(name)
+    files = _blocks("toml", "configuration.md")
+    (tmp_path / "graphile_py.toml").write_text(files["# graphile_py.toml"])
+    settings = load_settings({}, directory=tmp_path)
+    assert settings.tasks == "myapp.tasks:registry"
+    assert (settings.jobs, settings.shutdown_timeout, settings.task_timeout) == (4, 60, 600)
+    assert settings.worker.forbidden_flags == ["gpu"]
+    with pytest.raises(ConfigurationError, match="deploy/crontab' does not exist"):
+        settings.crontab_items(tmp_path)  # named in the file, not there: an error
+
+    (tmp_path / "graphile_py.toml").unlink()
+    (tmp_path / "pyproject.toml").write_text(files["# pyproject.toml"])
+    settings = load_settings({}, directory=tmp_path)
+    assert (settings.tasks, settings.jobs) == ("myapp.tasks:registry", 2)
+
+
+def test_the_worker_options_example_builds_the_defaults() -> None:
+    (code,) = [
+        block
+        for block in _blocks("python", "configuration.md").values()
+        if "options = WorkerOptions(" in block
+    ]
+    scope: dict[str, object] = {}
+    exec(compile(code, "docs/configuration.md", "exec"), scope)
+    from graphile_py import WorkerOptions
+
+    assert scope["options"] == WorkerOptions(forbidden_flags=["gpu"], concurrency=4)
