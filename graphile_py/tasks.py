@@ -184,6 +184,16 @@ class TaskRegistry(Mapping[str, TaskFunction]):
         return f"TaskRegistry({sorted(self._tasks)!r})"
 
 
+def _runner(identifier: str, function: Callable[..., Any]) -> TaskFunction:
+    """What the worker calls for ``function``: itself, or its typed payload's validator."""
+    if isinstance(function, TypedTask):
+        return function.runner()
+    model = payload_type_of(function)
+    if model is None:
+        return function
+    return TypedTask(identifier, function, PayloadType(model)).runner()
+
+
 def _check_identifier(identifier: object) -> None:
     if not isinstance(identifier, str) or not identifier:
         raise TaskLoadError(f"a task identifier must be a non-empty string, not {identifier!r}")
@@ -203,7 +213,11 @@ def validate_task_map(tasks: object, *, source: str = "the task map") -> dict[st
         _check_identifier(identifier)
         if not callable(function):
             raise TaskLoadError(f"task {identifier!r} in {source} is not callable: {function!r}")
-        checked[identifier] = function
+        # A plain dict's typed functions get a valid payload too (a registry's are
+        # wrapped already, when registered).
+        checked[identifier] = (
+            function if isinstance(tasks, TaskRegistry) else _runner(identifier, function)
+        )
     if not checked:
         raise TaskLoadError(f"{source} has no tasks; a worker needs at least one")
     return checked

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
 import sys
-import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Unpack
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OnInvalid", "PayloadType", "TypedTask", "payload_type_of"]
 
+logger = logging.getLogger("graphile_py.tasks")
+
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
@@ -50,9 +52,8 @@ _MAX_LISTED_ERRORS = 10
 def payload_type_of(function: Callable[..., object]) -> type | None:
     """The pydantic model or dataclass ``function``'s first parameter is annotated with.
 
-    None for anything else (no annotation, ``dict``, ``Any``...): such a task receives
-    the decoded JSON as it is. A string annotation that cannot be resolved is an error,
-    since silently treating the task as untyped would skip its validation.
+    None for anything else (no annotation, ``dict``, ``Any``, a name that exists only
+    for type checkers): such a task receives the decoded JSON as it is.
     """
     try:
         parameters = list(inspect.signature(function).parameters.values())
@@ -62,20 +63,34 @@ def payload_type_of(function: Callable[..., object]) -> type | None:
         return None
     annotation: object = parameters[0].annotation
     if isinstance(annotation, str):
-        try:
-            hints = typing.get_type_hints(function)
-        except Exception as exc:
-            raise TaskLoadError(
-                f"cannot resolve the payload annotation {annotation!r} of"
-                f" {getattr(function, '__qualname__', function)!r}: {exc}"
-                " (define the type at module level, or import it outside TYPE_CHECKING)"
-            ) from exc
-        annotation = hints.get(parameters[0].name)
+        annotation = _resolve(annotation, function)
     if not isinstance(annotation, type):
         return None
     if dataclasses.is_dataclass(annotation) or _is_pydantic_model(annotation):
         return annotation
     return None
+
+
+def _resolve(annotation: str, function: Callable[..., object]) -> object:
+    """A string annotation (``from __future__ import annotations``) evaluated in the
+    function's module; None when it cannot be (a name imported under TYPE_CHECKING, say a
+    TypedDict, or a class local to another function): such a task is untyped, as before.
+
+    Only the payload's annotation is evaluated: ``helpers: "JobHelpers"`` imported for
+    type checking only is common, and must not matter here.
+    """
+    namespace = getattr(inspect.unwrap(function), "__globals__", {})
+    try:
+        return eval(annotation, dict(namespace))  # an annotation, as typing would eval it
+    except Exception as exc:
+        logger.info(
+            "Task function %s: its payload annotation %r does not resolve at run time (%s);"
+            " the task receives the decoded JSON, unvalidated",
+            getattr(function, "__qualname__", function),
+            annotation,
+            exc,
+        )
+        return None
 
 
 def _is_pydantic_model(annotation: type) -> bool:

@@ -116,11 +116,25 @@ def test_string_annotations_are_resolved_at_registration() -> None:
     assert payload_type_of(task) is Resize
 
 
-def test_an_unresolvable_payload_annotation_is_refused_with_the_fix() -> None:
-    def task(payload: NotDefinedAnywhere, helpers: JobHelpers) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+def test_an_annotation_that_exists_only_for_type_checkers_leaves_the_task_untyped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A TypedDict imported under TYPE_CHECKING, say: the task ran untyped before typed
+    # payloads existed, and must keep running.
+    def task(payload: OnlyForTypeCheckers, helpers: JobHelpers) -> None: ...  # type: ignore[name-defined]  # noqa: F821
 
-    with pytest.raises(TaskLoadError, match=r"NotDefinedAnywhere.*module level"):
-        TaskRegistry().task(task)
+    registry = TaskRegistry()
+    with caplog.at_level("INFO", logger="graphile_py.tasks"):
+        assert registry.task(task) is task
+    assert "'OnlyForTypeCheckers' does not resolve at run time" in caplog.text
+    assert registry.typed == {}
+
+
+def test_only_the_payload_annotation_is_resolved() -> None:
+    # helpers' annotation names something imported for type checkers only: no matter.
+    def task(payload: Resize, helpers: NotImportedAtRunTime) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    assert payload_type_of(task) is Resize
 
 
 def test_a_bad_on_invalid_is_refused() -> None:
@@ -405,3 +419,24 @@ def test_a_typed_task_run_as_untyped_elsewhere_gets_plain_json(db: TestDatabase)
         resize.add_job(conn, Resize(5, 50), schema=db.schema)
     run_once(db, {"resize": lambda payload, helpers: seen.append(payload)})
     assert seen == [{"image_id": 5, "width": 50, "taken_at": None}]
+
+
+def test_a_plain_dict_of_tasks_validates_typed_functions_too(db: TestDatabase) -> None:
+    received: list[Any] = []
+
+    def resize(payload: Resize, helpers: JobHelpers) -> None:
+        received.append(payload)
+
+    def plain(payload: Any, helpers: JobHelpers) -> None:
+        received.append(payload)
+
+    with db.connect() as conn:
+        add_job(conn, "resize", {"image_id": "3", "width": 4}, schema=db.schema)
+        add_job(conn, "plain", {"image_id": "3"}, schema=db.schema)
+        bad = add_job(conn, "resize", {"width": "wide"}, schema=db.schema)
+    run_once(db, {"resize": resize, "plain": plain})
+    assert sorted(map(repr, received)) == sorted(
+        map(repr, [Resize(image_id=3, width=4), {"image_id": "3"}])
+    )
+    [row] = jobs_rows(db)
+    assert (row["id"], row["attempts"]) == (bad.id, 25)  # failed for good, as in a registry
