@@ -222,8 +222,12 @@ def read_result(backend: Any, result_id: str) -> Any:
             f"job {job_id} runs the task {identifier!r}, which is not a Django task: no"
             " module path of that name imports to a task"
         )
-    if not isinstance(payload, Mapping):
-        payload = {}  # gone, and its history kept no payload (over the size cap)
+    try:
+        payload_arguments(payload)
+    except ValueError:
+        # Gone, and its history kept no payload (over the size cap); or not a Django
+        # task's payload (added by hand), which the worker fails for good.
+        payload = {}
     meta = payload.get("django") if isinstance(payload.get("django"), Mapping) else {}
     alias: str = meta["backend"] if isinstance(meta.get("backend"), str) else backend.alias
     if job is not None:

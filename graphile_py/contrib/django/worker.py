@@ -10,6 +10,8 @@ backend's ``OPTIONS["TASK_MODULES"]``), then maps the module path of each task a
 - sends Django's ``task_started`` and ``task_finished`` signals, once per attempt;
 - closes Django's database connections that are stale or broken before and after, as
   Django does around a request (worker threads live long, run many tasks);
+- fails a job whose payload is not ``{"args": [...], "kwargs": {...}}`` for good (no
+  attempt can read it better);
 - on failure raises :class:`TaskFailed`, whose text (``module.Class: message`` and the
   traceback) becomes the job's ``last_error``, so results can name the exception.
 
@@ -38,6 +40,7 @@ from graphile_py.contrib.django.compat import (
 )
 from graphile_py.contrib.django.errors import TaskFailed
 from graphile_py.contrib.django.results import payload_arguments, resolve_task, task_result
+from graphile_py.errors import PermanentFailure
 from graphile_py.tasks import JobHelpers, TaskFunction
 
 __all__ = ["django_task_map", "graphile_backends", "task_function"]
@@ -118,7 +121,11 @@ class _Call:
     def __init__(self, task: Any, payload: Any, helpers: JobHelpers) -> None:
         job = helpers.job
         self.task = resolve_task(job.task_identifier, payload, job.priority) or task
-        self.args, self.kwargs = payload_arguments(payload)
+        try:
+            self.args, self.kwargs = payload_arguments(payload)
+        except ValueError as exc:
+            # No later attempt can read it better: fail the job now, not 25 times.
+            raise PermanentFailure(f"job {job.id}: {exc}") from exc
         meta = payload.get("django") if isinstance(payload, Mapping) else None
         alias = meta.get("backend") if isinstance(meta, Mapping) else None
         now = timezone.now()

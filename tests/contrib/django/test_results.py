@@ -190,3 +190,20 @@ def test_reading_a_result_inside_a_transaction_leaves_it_usable(django_db: TestD
 def test_bad_options_are_named(options: dict[str, Any], message: str) -> None:
     with pytest.raises(BackendMisconfigured, match=message):
         GraphileBackend("broken", {"OPTIONS": options})
+
+
+@pytest.mark.parametrize("payload", [["not", "an object"], {"args": {"a": 1}}, {"kwargs": [1]}])
+def test_a_payload_that_is_not_a_django_tasks_fails_at_once(
+    django_db: TestDatabase, payload: Any
+) -> None:
+    with django_db.connect() as conn:
+        job = add_job(conn, f"{tasks.record.module_path}", payload, schema=django_db.schema)
+    run_jobs(django_db)
+    failed = tasks.record.get_result(str(job.id))
+    assert failed.status == "FAILED"
+    assert (failed.args, failed.kwargs) == ([], {})
+    [error] = failed.errors  # one attempt recorded: the job's attempts were used up at once
+    assert failed.attempts == 25  # as the queue says: none left
+    assert error.exception_class is JobFailed
+    assert "must be a JSON object" in error.traceback or "must hold a list" in error.traceback
+    assert runs() == []
