@@ -102,17 +102,29 @@ class CrontabError(ConfigurationError):
     """The crontab (or a cron item) is invalid.
 
     ``line`` and ``column`` (1-based) point at the offending token when the error comes
-    from crontab text; both are None otherwise.
+    from crontab text; both are None otherwise. The message starts with graphile-worker's
+    own wording (``node_message``); ``hint``, when there is one, follows on the next line
+    and says what exactly is wrong and what is allowed.
     """
 
     def __init__(
-        self, message: str | None = None, *, line: int | None = None, column: int | None = None
+        self,
+        message: str | None = None,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        base = message or (self.__doc__ or "").strip().partition("\n")[0]
+        super().__init__(f"{base}\n  {hint}" if hint else base)
         #: The 1-based line of the crontab text, when known.
         self.line = line
         #: The 1-based column where the bad token starts, when known.
         self.column = column
+        #: The message as graphile-worker 0.18 words it for the same crontab.
+        self.node_message = base
+        #: What is wrong and how to fix it, beyond graphile-worker's message (or None).
+        self.hint = hint
 
 
 class JobRejected(GraphileError, ValueError):
