@@ -2,10 +2,11 @@
 
 ``python -m build`` makes the sdist from a copy of the checkout, then the wheel from the
 sdist (so a file the sdist forgets is missing from the wheel too). The wheel is installed
-with its dependencies into a fresh virtualenv, and the command line is run from there,
-in a directory outside the checkout: ``--help``, ``migrate`` on a throwaway database,
-``add-job``, and ``worker --once`` with a small task module, whose job must run.
-About 15 s with a warm pip cache (the build and the install use pip's cache).
+with its dependencies and the ``metrics`` extra (written ``WHEEL[metrics]``, as the
+README's Install section does) into a fresh virtualenv, and the command line is run
+from there, in a directory outside the checkout: ``--help``, ``migrate`` on a
+throwaway database, ``add-job``, and ``worker --once`` with a small task module, whose
+job must run. About 20 s with a warm pip cache (the build and the install use it).
 """
 
 from __future__ import annotations
@@ -98,7 +99,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", str(venv)])
     # With dependencies, from the configured index (or pip's cache): the CLI must run.
-    _run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)])
+    # With an extra, written as the README's Install section writes it.
+    _run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"{wheel}[metrics]",
+        ]
+    )
     yield Built(source=source, wheel=wheel, sdist=sdist, venv=venv)
 
 
@@ -179,6 +189,8 @@ def test_the_installed_command_runs_a_job(
         env=env,
     ).stdout.strip()
     assert where.startswith(str(built.venv)), f"imported from {where}, not the installed wheel"
+
+    _run([str(built.bin / "python"), "-c", "import prometheus_client"], cwd=work, env=env)
 
     helped = run("--help").stdout
     for command in ("worker", "migrate", "add-job", "status", "jobs", "dashboard"):
