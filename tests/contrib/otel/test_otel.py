@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
 from graphile_py import (
@@ -148,7 +149,11 @@ def test_every_attempt_gets_a_span_and_failures_are_recorded(
     [producer] = by_name(spans, "add_job flaky")
     run_once(db, registry)
     with db.connect() as conn:  # make the retry due now
-        conn.execute(f"update \"{db.schema}\"._private_jobs set run_at = now() - interval '1s'")
+        conn.execute(
+            sql.SQL("update {}._private_jobs set run_at = now() - interval '1s'").format(
+                sql.Identifier(db.schema)
+            )
+        )
     run_once(db, registry)
 
     first, second = sorted(
@@ -274,14 +279,9 @@ def test_a_context_written_by_graphile_worker_rs_is_linked(db: TestDatabase, spa
         "span_id": "00f067aa0ba902b7",
     }
     with db.connect() as conn:
-        conn.execute(
-            f'select "{db.schema}".add_job(%s, %s::json)',
-            ("t", json.dumps({"x": 1, "_trace": rust})),
-        )
-        conn.execute(
-            f'select "{db.schema}".add_job(%s, %s::json)',
-            ("t", json.dumps({"x": 2, "_trace": {"trace_id": "not hex", "span_id": 7}})),
-        )
+        add = sql.SQL("select {}.add_job(%s, %s::json)").format(sql.Identifier(db.schema))
+        conn.execute(add, ("t", json.dumps({"x": 1, "_trace": rust})))
+        conn.execute(add, ("t", json.dumps({"x": 2, "_trace": {"trace_id": "?", "span_id": 7}})))
     received: list[Any] = []
     run_once(db, {"t": lambda payload, helpers: received.append(payload)})
     assert sorted(p["x"] for p in received) == [1, 2]

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphile_py import (
@@ -28,6 +29,7 @@ from graphile_py import (
     add_job,
     add_jobs,
 )
+from graphile_py.db.side_schema import side_schema_for
 from graphile_py.jobs import Job
 from graphile_py.typed import TypedTask, payload_type_of
 from tests.support import TestDatabase
@@ -287,10 +289,13 @@ def test_a_task_raising_permanent_failure_is_not_retried(db: TestDatabase, histo
     [other] = [row for job_id, row in rows.items() if job_id != charged.id]
     assert other["attempts"] == 1  # an ordinary failure keeps its retries
     if history:
+        side = sql.Identifier(side_schema_for(db.schema))
         with db.connect() as conn:
             recorded = conn.execute(
-                "select attempt, max_attempts, outcome, error from graphile_py.job_attempts"
-                " where job_id = %s",
+                sql.SQL(
+                    "select attempt, max_attempts, outcome, error from {}.job_attempts"
+                    " where job_id = %s"
+                ).format(side),
                 (charged.id,),
             ).fetchall()
         [(attempt, limit, outcome, error)] = recorded
