@@ -143,7 +143,9 @@ def add_job_command(
 
 @main.command()
 @connection_options
-@click.argument("tasks", nargs=-1, required=True, type=click.Choice(CLEANUP_TASKS))
+@click.argument(
+    "tasks", metavar="TASK...", nargs=-1, required=True, type=click.Choice(CLEANUP_TASKS)
+)
 @click.option(
     "--keep",
     "keep",
