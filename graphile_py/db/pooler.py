@@ -8,11 +8,13 @@ connection and executes it on another, which has never heard of it), session set
 ``LISTEN`` (the listening session goes back to the pool after one statement, and the
 notifications go to whoever holds it then, or nowhere).
 
-So graphile-py, told or detecting that it goes through such a pooler, connects with
-:func:`connect_kwargs` ``(prepared_statements=False)``, and listens on a direct session
-connection if it is given one. :func:`notifications_arrive` is the start-up check: it
-LISTENs on one connection and NOTIFYs through another, the way a job is announced, and
-says whether the notification arrived.
+So graphile-py, told or finding that prepared statements break
+(:func:`prepared_statements_work`), connects with :func:`connect_kwargs`
+``(prepared_statements=False)``, and listens on a direct session connection if it is
+given one. :func:`notifications_arrive` is the start-up check of that: it LISTENs on one
+connection and NOTIFYs through another, the way a job is announced, and says whether the
+notification arrived. (PgBouncer 1.21 and later can carry prepared statements in
+transaction mode, with ``max_prepared_statements``; LISTEN never.)
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import time
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from graphile_py.db.translate import map_db_errors
 
-__all__ = ["PROBE_TIMEOUT", "connect_kwargs", "notifications_arrive"]
+__all__ = ["PROBE_TIMEOUT", "connect_kwargs", "notifications_arrive", "prepared_statements_work"]
 
 #: How long the start-up check waits for its notification. A direct session hears it in
 #: milliseconds (it is sent on commit); the wait only costs time when it never comes.
@@ -41,6 +44,34 @@ def connect_kwargs(*, prepared_statements: bool) -> dict[str, Any]:
     transaction-mode pooler needs.
     """
     return {"prepare_threshold": 0 if prepared_statements else None}
+
+
+def prepared_statements_work(conninfo: str, *, rounds: int = 8, connect_timeout: int = 10) -> bool:
+    """True unless server-side prepared statements break through ``conninfo``.
+
+    Two clients take turns preparing and running statements (psycopg names them the same
+    on every connection). Directly, each has its own session. Through a transaction-mode
+    pooler that does not track prepared statements (PgBouncer before 1.21, or with
+    ``max_prepared_statements = 0``) the second lands on the server connection the first
+    just used, where the name is taken, or runs one that connection never prepared.
+    """
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "connect_timeout": connect_timeout,
+        **connect_kwargs(prepared_statements=True),
+    }
+    with (
+        map_db_errors("Checking whether prepared statements work"),
+        psycopg.connect(conninfo, **kwargs) as one,
+        psycopg.connect(conninfo, **kwargs) as two,
+    ):
+        try:
+            for n in range(rounds):
+                one.execute(b"select %s::int", (n,))
+                two.execute(b"select %s::text", (str(n),))
+        except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName):
+            return False
+    return True
 
 
 def notifications_arrive(

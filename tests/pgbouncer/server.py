@@ -83,6 +83,9 @@ class PgBouncer:
             # Fail fast (not after 15 s) when the server is back after a restart.
             "server_login_retry = 1\n"
             "query_wait_timeout = 60\n"
+            # The metrics' probe and sampler bound their statements with the startup
+            # parameter "options", which PgBouncer refuses unless told to ignore it.
+            "ignore_startup_parameters = options\n"
         )
         self._process: subprocess.Popen[bytes] | None = None
 

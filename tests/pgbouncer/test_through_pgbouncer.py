@@ -27,9 +27,11 @@ from psycopg import sql
 from graphile_py import JobSpec, WorkerUtils, add_job, add_jobs
 from graphile_py.cron.crontab import parse_crontab
 from graphile_py.cron.scheduler import CronScheduler
-from graphile_py.db.pooler import notifications_arrive
+from graphile_py.db.migrate import latest_known_migration
+from graphile_py.db.pooler import notifications_arrive, prepared_statements_work
 from graphile_py.extras.dashboard import create_app
 from graphile_py.extras.dashboard.server import BackgroundServer
+from tests.pgbouncer.server import PgBouncer
 from tests.reliability.helpers import cli_env, run_cli
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows, running_pool, wait_for
@@ -81,8 +83,24 @@ def test_the_pooler_is_in_transaction_mode(pooled: TestDatabase, db: TestDatabas
         for n in range(5):
             one.execute("select %s::int", (n,))
             two.execute("select %s::text", (str(n),))
+    assert not prepared_statements_work(pooled.dsn)
+    assert prepared_statements_work(db.dsn)
     assert not notifications_arrive(pooled.dsn, pooled.dsn, timeout=1.0)
     assert notifications_arrive(db.dsn, pooled.dsn)  # a direct LISTEN hears pooled NOTIFYs
+
+
+def test_migrate_through_the_pooler(
+    empty_db: TestDatabase, pgbouncer: PgBouncer, tmp_path: Any
+) -> None:
+    result = run_cli(
+        "migrate", "-c", pgbouncer.dsn(empty_db.name), "-s", empty_db.schema, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with empty_db.connect() as conn:
+        latest = conn.execute(
+            sql.SQL("select max(id) from {}.migrations").format(sql.Identifier(empty_db.schema))
+        ).fetchone()
+    assert latest is not None and latest[0] == latest_known_migration()
 
 
 def test_add_job_joins_the_callers_transaction_through_the_pooler(
@@ -206,6 +224,29 @@ def test_the_admin_commands_through_the_pooler(
     assert [row["id"] for row in jobs_rows(db)] == [added[0]["id"]]  # the rescheduled one
     cli("cleanup", "GC_TASK_IDENTIFIERS", *where)
     cli("unlock", *where)
+
+
+def test_metrics_and_probes_through_the_pooler(pooled: TestDatabase, db: TestDatabase) -> None:
+    from graphile_py.extras.metrics.collectors import WorkerMetrics
+    from graphile_py.extras.metrics.server import MetricsServer
+
+    with db.connect() as conn:
+        add_job(conn, "later", None, schema=db.schema, run_at=datetime.now(UTC) + timedelta(1))
+    metrics = WorkerMetrics()
+    with (
+        running_pool(
+            pooled, {"later": _Starts().task}, listen_conninfo=db.dsn, events=metrics
+        ) as pool,
+        MetricsServer(pool, metrics=metrics, port=0, sample_interval=0.1) as server,
+    ):
+        for _ in range(8):
+            ready = httpx.get(server.url + "/readyz", timeout=10)
+            assert ready.status_code == 200, ready.text
+        time.sleep(1.0)  # about ten samples, each through the pooler
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        assert server.sampler.last_error is None, server.sampler.last_error
+    assert 'task="later"' in text
+    assert "graphile_py_queue_sample_errors_total 0.0" in text, text
 
 
 @contextmanager

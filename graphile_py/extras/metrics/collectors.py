@@ -295,6 +295,9 @@ class QueueSampler:
                             max_pool_size=1,
                             run_migrations=False,
                             connect_timeout=self.statement_timeout,
+                            # A sample every few seconds gains nothing from them, and
+                            # they break through a transaction-mode pooler.
+                            prepared_statements=False,
                         )
                     report = Inspector(utils).status()
                     pools = _count_pools(utils)
