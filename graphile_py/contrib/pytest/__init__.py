@@ -289,15 +289,22 @@ class GraphileJobs:
         (``retries``, ``include_future``, ``max_rounds``, ``raise_errors``, ``options``)."""
         from graphile_py.contrib.pytest.drain import run_jobs
 
-        return run_jobs(self.database.dsn, self.tasks, schema=self.database.schema, **kwargs)
+        return run_jobs(self.database.dsn, self.tasks, **self._run_kwargs(kwargs))
 
     async def run_jobs_async(self, **kwargs: Any) -> JobsRun:
         """:meth:`run_jobs` for async tests (runs in a thread; the event loop stays free)."""
         from graphile_py.contrib.pytest.drain import run_jobs_async
 
-        return await run_jobs_async(
-            self.database.dsn, self.tasks, schema=self.database.schema, **kwargs
-        )
+        return await run_jobs_async(self.database.dsn, self.tasks, **self._run_kwargs(kwargs))
+
+    def _run_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # The database's schema wins, also over the default of the caller's own options.
+        options = kwargs.get("options")
+        if options is not None:
+            import dataclasses
+
+            kwargs["options"] = dataclasses.replace(options, schema=self.database.schema)
+        return {**kwargs, "schema": self.database.schema}
 
     def queued_jobs(self, task: str | None = None, *, include_failed: bool = False) -> list[Job]:
         """Jobs waiting to run (of ``task``), oldest first; failed ones if asked."""

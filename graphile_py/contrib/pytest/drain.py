@@ -171,8 +171,9 @@ def run_jobs(
                 )
                 raise RunawayJobs(
                     f"run_jobs stopped after {limit} with {len(waiting)} job(s) still to run:"
-                    f" {_describe(waiting)}. Does a task keep enqueueing itself? Raise"
-                    " max_rounds or max_jobs if this much work is expected."
+                    f" {_describe(waiting)}. Does a task keep enqueueing itself, or is a"
+                    " named queue locked by another worker? Raise max_rounds or max_jobs if"
+                    " this much work is expected."
                 )
             _make_due(
                 utils, [record.job.id for record in waiting if record.state != JobState.READY]

@@ -44,7 +44,7 @@ def graphile_databases() -> set[str]:
 def test_the_example_projects_suite(project: pytest.Pytester) -> None:
     before = graphile_databases()
     result = project.runpytest_subprocess(*QUIET, "-v")
-    result.assert_outcomes(passed=15, failed=2, errors=1)
+    result.assert_outcomes(passed=16, failed=2, errors=1)
     # Every database the run made (a template, one per test) is gone.
     assert graphile_databases() - before == set()
     result.stdout.fnmatch_lines(

@@ -176,3 +176,13 @@ def test_inline_mode_on_autocommit_and_for_later_jobs(graphile_db, graphile_inli
     with WorkerUtils(graphile_db.dsn, run_migrations=False) as utils:
         utils.add_job("send_tips", {"email": "oz@example.com"})
     assert sent(graphile_db)[-1] == ("tips", "oz@example.com")
+
+
+def test_run_jobs_with_options_of_your_own(graphile_db, graphile_jobs):
+    from graphile_py import JobSpec, WorkerOptions, add_jobs
+
+    with graphile_db.connect() as conn:
+        add_jobs(conn, [JobSpec("send_tips", {"email": f"{n}@example.com"}) for n in range(6)])
+    run = graphile_jobs.run_jobs(options=WorkerOptions(concurrency=3))
+    assert run.identifiers() == ["send_tips"] * 6 and run.rounds == 1
+    assert len(sent(graphile_db)) == 6
