@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
 
 from graphile_py import add_job
 from graphile_py.db.side_schema import side_schema_for
 from graphile_py.settings import SETTINGS
-from tests.contrib.django.helpers import manage, queue_jobs, runs
+from tests.contrib.django.helpers import MANAGE, manage, queue_jobs, runs
 from tests.contrib.django.project.shop import tasks
 from tests.support import TestDatabase
+from tests.support.workers import wait_for
 
 
 def _schemas(db: TestDatabase) -> set[str]:
@@ -138,3 +143,30 @@ def test_worker_runs_plain_graphile_tasks_beside(
             "tasks = {record.module_path: lambda payload, helpers: None}\n"
         )
         _command("graphile_worker", "--once", "--tasks", "clash:tasks")
+
+
+def test_a_running_worker_is_woken_by_enqueue_and_stops_on_sigterm(
+    django_db: TestDatabase, project_env: dict[str, Any], tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.err"
+    with log.open("wb") as err:
+        worker = subprocess.Popen(
+            [sys.executable, str(MANAGE), "graphile_worker", "--history"],
+            cwd=MANAGE.parent,
+            env=project_env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_for(lambda: "Worker connected" in log.read_text(), timeout=30)
+        with transaction.atomic():
+            result = tasks.record.enqueue("woken")
+        # Run as soon as the transaction commits: NOTIFY wakes the worker, no polling.
+        wait_for(lambda: runs(label="woken"), timeout=10)
+        wait_for(lambda: tasks.record.get_result(result.id).status == "SUCCESSFUL")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

@@ -228,3 +228,16 @@ def test_the_framework_is_the_one_of_this_django() -> None:
     expected = os.environ.get("GRAPHILE_PY_EXPECT_DJANGO")
     if expected:  # set by test_django6.py for the Django 6 run
         assert django.VERSION[0] == int(expected), django.get_version()
+
+
+def test_without_use_tz_run_after_is_local_time(django_db: TestDatabase) -> None:
+    from django.test import override_settings
+
+    with override_settings(USE_TZ=False):
+        local_noon = datetime.datetime(2030, 6, 1, 12, 0)  # Europe/Paris, summer: UTC+2
+        result = tasks.record.using(run_after=local_noon).enqueue("local")
+        [job] = queue_jobs(django_db)
+        assert job["run_at"] == datetime.datetime(2030, 6, 1, 10, 0, tzinfo=datetime.UTC)
+        again = tasks.record.get_result(result.id)
+        assert again.task.run_after == local_noon  # naive local time, as Django gives it
+        assert timezone.is_naive(again.enqueued_at)

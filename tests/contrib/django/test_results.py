@@ -207,3 +207,12 @@ def test_a_payload_that_is_not_a_django_tasks_fails_at_once(
     assert error.exception_class is JobFailed
     assert "must be a JSON object" in error.traceback or "must hold a list" in error.traceback
     assert runs() == []
+
+
+def test_system_checks_name_a_missing_or_foreign_database() -> None:
+    from django.core import checks
+
+    assert task_backends["default"].check() == []
+    missing = GraphileBackend("elsewhere", {"OPTIONS": {"DATABASE": "reporting"}}).check()
+    assert [(type(m), m.id) for m in missing] == [(checks.Error, "graphile_py.E001")]
+    assert "DATABASES['reporting']" in missing[0].msg
