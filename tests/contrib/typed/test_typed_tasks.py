@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import subprocess
+import sys
 import threading
 from datetime import UTC, date, datetime
 from typing import Any
@@ -445,3 +447,16 @@ def test_a_plain_dict_of_tasks_validates_typed_functions_too(db: TestDatabase) -
     )
     [row] = jobs_rows(db)
     assert (row["id"], row["attempts"]) == (bad.id, 25)  # failed for good, as in a registry
+
+
+def test_untyped_registries_never_load_pydantic() -> None:
+    """pydantic is imported only once a typed task is registered."""
+    code = (
+        "import sys\n"
+        "from graphile_py import TaskRegistry, run_once\n"
+        "registry = TaskRegistry()\n"
+        "@registry.task\n"
+        "def untyped(payload: dict, helpers: object) -> None: ...\n"
+        "assert 'pydantic' not in sys.modules, 'pydantic was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
