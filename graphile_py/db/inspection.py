@@ -101,18 +101,21 @@ class InspectionStatements(StatementSet):
     )
     # What the jobs say about whether a worker serves each of these tasks, for when the
     # worker registry cannot: is one of its jobs running (locked in the last 4 hours),
-    # was one ever attempted, how long its oldest ready job has waited. Each subquery
-    # stops at its first match, except the oldest ready job's.
+    # was one ever attempted, how long its oldest ready job has waited. One scan of the
+    # jobs table for all of them; a task without jobs has no row.
     task_evidence_sql = Statement(
-        "select tasks.identifier,"
-        " exists (select 1 from {schema}._private_jobs as jobs where jobs.task_id = tasks.id"
-        " and jobs.locked_at > now() - interval '4 hours') as running,"
-        " exists (select 1 from {schema}._private_jobs as jobs where jobs.task_id = tasks.id"
-        " and (jobs.attempts > 0 or jobs.locked_at is not null)) as attempted,"
-        " (select now() - min(jobs.run_at) from {schema}._private_jobs as jobs"
-        " where jobs.task_id = tasks.id and jobs.locked_at is null and jobs.attempts = 0"
-        " and jobs.run_at <= now()) as oldest_ready_age"
-        " from {schema}._private_tasks as tasks where tasks.identifier = any(%s::text[])"
+        "select tasks.identifier, evidence.running, evidence.attempted,"
+        " evidence.oldest_ready_age from (select jobs.task_id,"
+        " bool_or(jobs.locked_at > now() - interval '4 hours') as running,"
+        " bool_or(jobs.attempts > 0 or jobs.locked_at is not null) as attempted,"
+        " now() - min(jobs.run_at) filter (where jobs.locked_at is null"
+        " and jobs.attempts = 0 and jobs.run_at <= now()) as oldest_ready_age"
+        " from {schema}._private_jobs as jobs"
+        # The ids first: filtering on them scans twice as fast as joining the names.
+        " where jobs.task_id = any(array(select known.id from {schema}._private_tasks"
+        " as known where known.identifier = any(%s::text[])))"
+        " group by jobs.task_id) as evidence"
+        " join {schema}._private_tasks as tasks on tasks.id = evidence.task_id"
     )
     task_known_sql = Statement(
         "select exists (select 1 from {schema}._private_tasks as tasks"
@@ -196,7 +199,7 @@ class InspectionStatements(StatementSet):
         return self._rows(conn, "Reading jobs", self.get_jobs_sql, (list(ids),))
 
     def task_evidence(self, conn: psycopg.Connection[Any], tasks: Sequence[str]) -> list[Row]:
-        """identifier, running, attempted, oldest_ready_age of each known task of ``tasks``."""
+        """identifier, running, attempted, oldest_ready_age of each of ``tasks`` with jobs."""
         action = "Reading what the jobs say of tasks"
         return self._rows(conn, action, self.task_evidence_sql, (list(tasks),))
 
