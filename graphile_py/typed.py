@@ -20,6 +20,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Unpack
 
 from graphile_py.db.migrations import DEFAULT_SCHEMA
@@ -254,7 +255,7 @@ class TypedTask(Generic[PayloadT, ResultT]):
         payload: PayloadT,
         *,
         queue_name: str | None = None,
-        run_at: Any = None,
+        run_at: datetime | None = None,
         max_attempts: int | None = None,
         job_key: str | None = None,
         priority: int | None = None,
