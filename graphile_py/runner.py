@@ -57,8 +57,11 @@ def run_worker(
     and health probes are served on ``metrics_host`` while the pool runs, the queue
     sampled every ``metrics_interval`` seconds (see
     :mod:`graphile_py.extras.metrics.server`; needs the ``metrics`` extra). Returns the
-    exit status: 0, or 57 when another process applied a breaking migration. Raises
-    :class:`graphile_py.IncompatibleSchema` when the schema is already too new.
+    exit status: 0; 57 when another process applied a breaking migration; 75 when the
+    pool fenced itself (its heartbeat could not be written). Raises
+    :class:`graphile_py.IncompatibleSchema` when the schema is already too new, and
+    :class:`graphile_py.WorkerError` when the pool stopped on an error, such as a
+    batched write that failed after its retries (the command then exits 1).
     """
     options = options or WorkerOptions()
     metrics: WorkerMetrics | None = None
