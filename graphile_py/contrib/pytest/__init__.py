@@ -218,7 +218,11 @@ class _Server:
 
 @pytest.fixture(scope="session")
 def graphile_prepare_template() -> Callable[[str], None] | None:
-    """Override to return ``setup(dsn)``, run once on the template after migrating it."""
+    """Override to return ``setup(dsn)``, run once on the template after migrating it.
+
+    ``setup`` must close the connections it opens: PostgreSQL clones only a template
+    that nobody is connected to.
+    """
     return None
 
 
