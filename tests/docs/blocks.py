@@ -39,6 +39,10 @@ class Block:
         return f"{self.page}:{self.line}"
 
     @property
+    def is_shell(self) -> bool:
+        return self.language in SHELL_LANGUAGES or (self.language == "" and self.transcript)
+
+    @property
     def transcript(self) -> bool:
         return any(line.startswith(PROMPT) for line in self.body.splitlines())
 
@@ -72,13 +76,14 @@ def pages() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def shell_blocks(page: Path, problems: list[str]) -> list[Block]:
-    """The shell blocks of one page, with the markers placed right above them.
+def checked_blocks(page: Path, problems: list[str]) -> list[Block]:
+    """The shell and sql blocks of one page, with the markers placed right above them.
 
     A block is a shell block when its fence says so (``shell``, ``sh``, ``bash``,
     ``console``) or, with no language, when a line starts with ``$ ``. A marker belongs
     to the next fence, with only blank lines or other markers between them; a marker
-    with an unknown directive, or that no shell block follows, is added to ``problems``.
+    with an unknown directive, or that no shell or sql block follows, is added to
+    ``problems``.
     """
     name = page.relative_to(ROOT).as_posix()
     lines = page.read_text(encoding="utf-8").splitlines()
@@ -116,19 +121,19 @@ def shell_blocks(page: Path, problems: list[str]) -> list[Block]:
         language = (fence.group("info").split() or [""])[0].lower()
         body = "\n".join(lines[i + 1 : end])
         block = Block(name, i + 1, language, body, dict(pending))
-        if language in SHELL_LANGUAGES or (language == "" and block.transcript):
+        if block.is_shell or language == "sql":
             blocks.append(block)
         elif pending:
             problems.append(
-                f"{name}:{pending_line}: a doc-test marker above a block that is not a shell"
-                f" block ({language or 'no language'})"
+                f"{name}:{pending_line}: a doc-test marker above a block that is neither a"
+                f" shell nor an sql block ({language or 'no language'})"
             )
         pending = {}
         i = end + 1
     return blocks
 
 
-def all_shell_blocks() -> tuple[list[Block], list[str]]:
-    """Every page's shell blocks, and the problems with markers found on the way."""
+def all_checked_blocks() -> tuple[list[Block], list[str]]:
+    """Every page's shell and sql blocks, and the problems with markers found on the way."""
     problems: list[str] = []
-    return [block for page in pages() for block in shell_blocks(page, problems)], problems
+    return [block for page in pages() for block in checked_blocks(page, problems)], problems

@@ -16,7 +16,8 @@ between are allowed; nothing else), invisible on GitHub:
   ``GRAPHILE_PY_DASHBOARD_TOKEN`` set), for blocks of ``curl`` calls to its API.
 
 A marker is a line of its own (one quoted in prose is not). An unknown directive, or a
-marker with no shell block under it, fails the test.
+marker with no shell or sql block under it, fails the test. The same markers work
+above ``sql`` blocks, which tests/docs/test_sql_blocks.py runs.
 
 **How a block runs.** Each block gets its own copy of a database with graphile-py's
 schemas and the example queue the docs show (tests/docs/scene.py), a sandbox
@@ -61,11 +62,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.blocks import ROOT, Block, Command, all_shell_blocks, pages
-from tests.docs.scene import build_scene
+from tests.docs.blocks import ROOT, Block, Command, all_checked_blocks, pages
 from tests.support import create_database, drop_database, unique_name
 
-BLOCKS, MARKER_PROBLEMS = all_shell_blocks()
+ALL_BLOCKS, MARKER_PROBLEMS = all_checked_blocks()
+BLOCKS = [block for block in ALL_BLOCKS if block.is_shell]
 RUN = [block for block in BLOCKS if "illustrative" not in block.directives]
 URL = re.compile(r"""postgres(?:ql)?://[^\s'"]+""")
 EXTRAS = set(
@@ -78,16 +79,6 @@ READY = {
     "dashboard": "Uvicorn running on",
 }
 TOKEN = "doc-test-token"
-
-
-@pytest.fixture(scope="module")
-def scene_template(pg_server: None) -> Iterator[str]:
-    name = unique_name("gpy_docs_scene")
-    try:
-        build_scene(create_database(name))
-        yield name
-    finally:
-        drop_database(name)
 
 
 @dataclass
@@ -392,7 +383,7 @@ def test_markers_are_found_and_mistakes_in_them_reported(tmp_path: Path) -> None
     original = blocks.ROOT
     blocks.ROOT = tmp_path
     try:
-        found = blocks.shell_blocks(page, problems)
+        found = blocks.checked_blocks(page, problems)
     finally:
         blocks.ROOT = original
     assert [(b.line, b.language, b.directives) for b in found] == [
