@@ -27,6 +27,7 @@ from graphile_py.admin.records import (
 from graphile_py.admin.served import Service, ServiceReport, TaskService
 from graphile_py.admin.views import JobDetailOut
 from graphile_py.jobs import Job
+from graphile_py.logs import plural
 
 __all__ = [
     "JsonOut",
@@ -137,7 +138,7 @@ def status_text(report: QueueStatusReport, services: ServiceReport | None = None
     """
     totals = report.totals
     parts = [
-        f"{totals.total} jobs at {when(report.taken_at)}: "
+        f"{plural(totals.total, 'job')} at {when(report.taken_at)}: "
         + ", ".join(f"{getattr(totals, state)} {state}" for state in STATES),
         f"Oldest ready job has waited {age(report.oldest_ready_age)}."
         if report.oldest_ready_age is not None
@@ -384,7 +385,7 @@ def workers_text(report: WorkersReport) -> str:
 def _lost_by(pool: str | None, at: datetime | None, rescued: int | None) -> str | None:
     if pool is None:
         return None
-    return f"{pool} at {when(at)} ({rescued or 0} jobs released)"
+    return f"{pool} at {when(at)} ({plural(rescued or 0, 'job')} released)"
 
 
 def history_table(page: HistoryPage) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from graphile_py.errors import GraphileError, PermanentFailure
 from graphile_py.events import TRACING, AttemptTrace
 from graphile_py.jobs import Job
-from graphile_py.logs import JobLogger
+from graphile_py.logs import JobLogger, plural
 
 if TYPE_CHECKING:
     import asyncio
@@ -158,9 +158,9 @@ def _traced_run(
 def _batch_outcome(payload: list[Any], results: Sequence[Any], started_at: float) -> Outcome:
     if len(results) != len(payload):
         logger.warning(
-            "Task returned %d results for a batch of %d items; treating the job as a success",
-            len(results),
-            len(payload),
+            "Task returned %s for a batch of %s; treating the job as a success",
+            plural(len(results), "result"),
+            plural(len(payload), "item"),
         )
         return Outcome(started_at=started_at)
     failed = [

@@ -31,6 +31,7 @@ from graphile_py.db.retry import backoff_delay, with_retries
 from graphile_py.db.side_schema import side_schema_ready
 from graphile_py.db.translate import map_db_errors
 from graphile_py.errors import EXIT_FENCED, GraphileError
+from graphile_py.logs import plural
 from graphile_py.pool.options import WorkerOptions
 
 __all__ = ["Heartbeat", "graphile_py_version"]
@@ -329,14 +330,14 @@ class Heartbeat:
         more = ", ..." if len(lost.job_ids) > 20 else ""
         logger.warning(
             "Declared worker pool %s (host %s, pid %d) lost: no heartbeat since %s. Released"
-            " %d job(s)%s and %d named queue(s); they will run again",
+            " %s%s and %s; they will run again",
             lost.pool_id,
             lost.hostname,
             lost.pid,
             lost.heartbeat_at.isoformat(),
-            len(lost.job_ids),
+            plural(len(lost.job_ids), "job"),
             f" ({shown}{more})" if lost.job_ids else "",
-            lost.queues,
+            plural(lost.queues, "named queue"),
         )
         self._on_rescued(lost)
 

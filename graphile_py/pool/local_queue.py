@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 from graphile_py.errors import GraphileError
 from graphile_py.jobs import Job
+from graphile_py.logs import plural
 
 __all__ = ["LocalQueue"]
 
@@ -138,7 +139,9 @@ class LocalQueue:
                     continue
                 expired = [job.id for job in self._jobs]
                 self._jobs.clear()
-            logger.info("Handing back %d job(s) cached for over %gs", len(expired), self._ttl)
+            logger.info(
+                "Handing back %s cached for over %gs", plural(len(expired), "job"), self._ttl
+            )
             self._return(expired)
 
     def _return(self, ids: Sequence[int]) -> None:

@@ -22,6 +22,7 @@ from graphile_py.db.history import History
 from graphile_py.db.retry import with_retries
 from graphile_py.errors import GraphileError
 from graphile_py.jobs import Job
+from graphile_py.logs import plural
 from graphile_py.pool.batch_writer import WriteBatcher
 from graphile_py.pool.execution import Outcome
 from graphile_py.pool.options import WorkerOptions
@@ -158,7 +159,7 @@ class OutcomeWriter:
     def hand_back(self, ids: Sequence[int], *, within: float) -> None:
         """Return claimed jobs that never started, undoing their attempt."""
         self._write(
-            f"Handing back {len(ids)} job(s)",
+            f"Handing back {plural(len(ids), 'job')}",
             lambda conn: self._statements.return_unstarted_jobs(conn, self._pool_id, ids),
             deadline=time.monotonic() + within,
         )
@@ -175,12 +176,14 @@ class OutcomeWriter:
 
     def _complete(self, finished: list[Finished]) -> None:
         self._write(
-            f"Completing {len(finished)} job(s)",
+            f"Completing {plural(len(finished), 'job')}",
             lambda conn: self._send_completions(conn, finished),
         )
 
     def _fail(self, specs: list[FailureSpec]) -> None:
-        self._write(f"Failing {len(specs)} job(s)", lambda conn: self._send_failures(conn, specs))
+        self._write(
+            f"Failing {plural(len(specs), 'job')}", lambda conn: self._send_failures(conn, specs)
+        )
 
     def _send_completions(self, conn: psycopg.Connection[Any], finished: list[Finished]) -> None:
         if self.history is not None:
@@ -251,5 +254,7 @@ def prune_history(options: WorkerOptions, connections: ConnectionSource) -> None
         return
     if deleted:
         logger.info(
-            "Pruned %d job history row(s) older than %gs", deleted, options.history_retention
+            "Pruned %s older than %gs",
+            plural(deleted, "job history row"),
+            options.history_retention,
         )

@@ -34,6 +34,7 @@ from graphile_py.db.pooler import (
 from graphile_py.errors import EXIT_FENCED, EXIT_INCOMPATIBLE_SCHEMA, WorkerError
 from graphile_py.events import guarded
 from graphile_py.jobs import Job
+from graphile_py.logs import plural
 from graphile_py.pool.claim_loop import ClaimLoop
 from graphile_py.pool.execution import EventLoopThread
 from graphile_py.pool.heartbeat import Heartbeat
@@ -437,10 +438,10 @@ class WorkerPool:
     def _batch_failed(self, error: BaseException, action: str, count: int) -> None:
         verb = "complete" if action == "complete_job" else "fail"
         logger.error(
-            "Could not %s %d job(s) in a batch: %s. Shutting down, since the queue is no"
+            "Could not %s %s in a batch: %s. Shutting down, since the queue is no"
             " longer in a consistent state; shutdown fails the jobs this pool still holds.",
             verb,
-            count,
+            plural(count, "job"),
             error,
         )
         self.events.pool_fatal_error(self, error, action)

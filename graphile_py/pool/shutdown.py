@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from graphile_py.errors import GraphileError
+from graphile_py.logs import plural
 from graphile_py.pool.claim_loop import ClaimLoop
 from graphile_py.pool.outcomes import FINAL_WRITE_TIMEOUT
 
@@ -97,7 +98,7 @@ def finish_jobs(
 def _fail_abandoned(
     claims: ClaimLoop, ids: list[int], message: str, started: dict[int, float] | None = None
 ) -> None:
-    logger.warning("Failing %d job(s) still running at shutdown: %s", len(ids), ids)
+    logger.warning("Failing %s still running at shutdown: %s", plural(len(ids), "job"), ids)
     claims.outcomes.fail_all(ids, message, within=FINAL_WRITE_TIMEOUT, started=started)
 
 

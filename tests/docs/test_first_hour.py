@@ -162,7 +162,7 @@ def test_a_failed_batched_write_stops_the_worker_with_status_1(
         "0",
     )
     assert result.returncode == 1, result.stderr
-    assert "Could not complete 1 job(s) in a batch" in result.stderr
+    assert "Could not complete 1 job in a batch" in result.stderr
     assert "no deletes today" in result.stderr
     assert "Error: the worker pool stopped because of an error" in result.stderr
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg_pool import ConnectionPool
 
 from graphile_py import (
     DatabaseError,
@@ -30,6 +32,8 @@ from graphile_py import (
     add_jobs_async,
 )
 from graphile_py.cli import main
+from graphile_py.cron.crontab import parse_crontab
+from graphile_py.cron.scheduler import CronScheduler
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows, run_once
 
@@ -439,3 +443,40 @@ def test_last_error_has_the_message_then_the_traceback(db: TestDatabase) -> None
 
     # The job history's error column holds the same text.
     assert sorted(_history_errors(db)) == sorted(rows.values())
+
+
+# -- 6. a good crontab is confirmed at start ---------------------------------------------
+
+
+def test_cron_start_logs_the_items_it_schedules(
+    db: TestDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    items = parse_crontab("0 4 * * * nightly ?id=nightly_report\n*/15 * * * * poll\n")
+    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        db.dsn, min_size=1, max_size=2, kwargs={"autocommit": True}, open=True
+    )
+    caplog.set_level(logging.INFO, logger="graphile_py.cron")
+    with pool:
+        for chosen, expected in [
+            (items, "Cron: scheduling 2 items (UTC): nightly_report, poll"),
+            (items[1:], "Cron: scheduling 1 item (UTC): poll"),
+        ]:
+            scheduler = CronScheduler(chosen, pool=pool, schema=db.schema)
+            scheduler.start()
+            try:
+                assert scheduler.wait_until_running(30)
+            finally:
+                scheduler.stop()
+            assert expected in caplog.messages, caplog.messages
+
+
+# -- 7. counts are worded right ----------------------------------------------------------
+
+
+def test_status_says_1_job_not_1_jobs(db: TestDatabase) -> None:
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        job = utils.add_job("only_one")
+    code, output = _cli(db, "status")
+    assert code == 0 and output.startswith("1 job at "), output
+    code, output = _cli(db, "jobs retry", str(job.id))
+    assert code == 0 and output.startswith(f"Retried 1 job: {job.id}"), output

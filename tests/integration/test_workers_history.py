@@ -23,6 +23,7 @@ from graphile_py.admin.pools import PoolState
 from graphile_py.cli import main
 from graphile_py.db.side_schema import side_schema_for
 from graphile_py.errors import DatabaseError, JobRejected
+from graphile_py.pool.execution import error_summary
 from tests.support import TestDatabase
 from tests.support.side_rows import (
     ALIVE,
@@ -307,7 +308,10 @@ def test_a_real_pools_attempts_their_timeline_and_a_replay(
 
         shown = _cli(db, "jobs show", str(job.id), "--json").json()
         assert shown["exists"] is False
-        assert [(a["attempt"], a["outcome"], a["error"]) for a in shown["attempts"]] == [
+        assert [
+            (a["attempt"], a["outcome"], a["error"] and error_summary(a["error"]))
+            for a in shown["attempts"]
+        ] == [
             (1, "failure", "attempt 1 failed"),
             (2, "failure", "attempt 2 failed"),
             (3, "success", None),

@@ -82,6 +82,7 @@ from graphile_py.extras.embedded.host import (
     tail,
     write_private,
 )
+from graphile_py.logs import plural
 
 __all__ = [
     "EmbeddedPostgres",
@@ -234,8 +235,8 @@ class EmbeddedPostgres:
             others = self._live_holders()
             if others:
                 logger.info(
-                    "embedded PostgreSQL left running: %d other user(s) of %s",
-                    len(others),
+                    "embedded PostgreSQL left running: %s of %s",
+                    plural(len(others), "other user"),
                     self.data_dir,
                 )
                 return

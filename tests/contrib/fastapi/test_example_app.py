@@ -173,6 +173,6 @@ def test_sigterm_finishes_short_jobs_and_releases_long_ones(
     assert (identifier, payload["label"], attempts, locked_at) == ("slow_report", "long", 1, None)
     assert last_error
     output = app.output()
-    assert "Failing 1 job(s) still running at shutdown" in output
+    assert "Failing 1 job still running at shutdown" in output
     assert output.index("Worker pool") < output.index("Application shutdown complete")
     assert "stopped by itself" not in output and "Traceback" not in output

@@ -3,6 +3,7 @@
 
 import { ApiError, api } from "./api.js";
 import { $, showBanner } from "./dom.js";
+import { count } from "./format.js";
 import { goToJob } from "./router.js";
 import { hooks, state } from "./state.js";
 
@@ -70,7 +71,7 @@ export function wireActions() {
     if (state.filters.queue) body.queue = state.filters.queue;
     const scope = [body.task && "task " + body.task, body.queue && "queue " + body.queue].filter(Boolean).join(", ");
     if (!window.confirm("Retry every failed job" + (scope ? " of " + scope : "") + "?")) return;
-    act((result) => result.changed.length + " failed job(s) retried.",
+    act((result) => count(result.changed.length, "failed job") + " retried.",
       () => api("/jobs/retry", { method: "POST", body }));
   });
   $("add-form").addEventListener("submit", (event) => {

@@ -3,6 +3,11 @@
 
 import { el } from "./dom.js";
 
+// "1 job", "2 jobs": a count with its noun (logs.plural's twin).
+export function count(n, noun, nouns) {
+  return n + " " + (n === 1 ? noun : nouns || noun + "s");
+}
+
 export function age(seconds) {
   if (seconds === null || seconds === undefined) return "–";
   const s = Math.abs(seconds);

@@ -3,7 +3,7 @@
 "use strict";
 
 import { $, el, fill } from "./dom.js";
-import { age, when } from "./format.js";
+import { age, count, when } from "./format.js";
 
 export function renderWorkers(report) {
   const alive = report.pools.filter((pool) => pool.state === "alive").length;
@@ -23,7 +23,7 @@ export function renderWorkers(report) {
       el("td", { className: "num" + (pool.jobs_failed ? " bad" : "") }, pool.jobs_failed),
       el("td", {}, when(pool.started_at)),
       el("td", {}, pool.lost_by
-        ? el("span", {}, pool.lost_by + " ", when(pool.lost_at), " (" + (pool.jobs_rescued || 0) + " jobs released)")
+        ? el("span", {}, pool.lost_by + " ", when(pool.lost_at), " (" + count(pool.jobs_rescued || 0, "job") + " released)")
         : "–")));
   fill($("workers-table").tBodies[0], rows, "No registered worker pool is running.");
   const holders = report.unregistered.map((holder) =>
