@@ -5,7 +5,7 @@
 
 import { api, setToken, takeTokenFromUrl, whenUnauthorized } from "./api.js";
 import { wireActions } from "./actions.js";
-import { renderChart } from "./chart.js";
+import { redrawChart, renderChart } from "./chart.js";
 import { closeDetail, loadDetail, openDetail, wireDetail } from "./detail.js";
 import { $, hideErrorBanner, showBanner, showFailed } from "./dom.js";
 import { historyQuery, renderHistory, showHistoryNote, wireHistory } from "./history.js";
@@ -184,6 +184,7 @@ function init() {
   wireHistory();
   wireActions();
   wireDetail(() => state.view);
+  window.addEventListener("resize", redrawChart);
   showView("queue");
   startRouter(route);
   startRefresh();

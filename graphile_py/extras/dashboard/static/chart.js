@@ -10,7 +10,15 @@ function niceCeiling(value) {
   return 10 * power;
 }
 
+let shown = null;  // the last history drawn, to draw again at a new width
+
+// Draw again at the container's width (the window, or the room the job panel leaves).
+export function redrawChart() {
+  if (shown) renderChart(shown);
+}
+
 export function renderChart(history) {
+  shown = history;
   const chart = $("chart");
   const bucketMs = history.bucket * 1000;
   const now = Date.now();

@@ -8,6 +8,7 @@
 "use strict";
 
 import { api } from "./api.js";
+import { redrawChart } from "./chart.js";
 import { $, el, fill, showBanner } from "./dom.js";
 import { badge, outcomeBadge, took, unservedMark, when } from "./format.js";
 import { markSelected } from "./jobs.js";
@@ -149,6 +150,13 @@ export function openDetail(id) {
     setStatus("loading", "Loading job " + id + "…");
     panel.hidden = false;
     document.body.classList.add("detail-open");
+    redrawChart();
+    // The list narrowed to make room, and grew taller: keep the row clicked in view.
+    const row = document.querySelector("#view-" + state.view + ' tr[data-job-id="' + id + '"]');
+    const box = row && row.getBoundingClientRect();
+    if (box && (box.top < 0 || box.bottom > window.innerHeight)) {
+      window.scrollBy(0, box.top - (window.innerHeight - box.height) / 2);
+    }
     panel.scrollTop = 0;
     $("detail-title").focus({ preventScroll: true });
   }
@@ -159,6 +167,7 @@ export function closeDetail() {
   state.selected = null;
   $("detail").hidden = true;
   document.body.classList.remove("detail-open");
+  redrawChart();
   markSelected();
 }
 
