@@ -94,12 +94,14 @@ def notifications_arrive(
     kwargs: dict[str, Any] = {
         "autocommit": True,
         "connect_timeout": connect_timeout,
+        "application_name": "graphile-py notification check",
         **connect_kwargs(prepared_statements=False),
     }
     with map_db_errors("Checking that notifications arrive"):
         listener = psycopg.connect(listen_conninfo, **kwargs)
         try:
-            listener.execute(f'LISTEN "{channel}"'.encode())
+            # Named, so that pg_stat_activity does not show it as a worker's LISTEN.
+            listener.execute(f'/* graphile-py start-up check */ LISTEN "{channel}"'.encode())
             with psycopg.connect(notify_conninfo, **kwargs) as sender:
                 sender.execute(b"select pg_catalog.pg_notify(%s, %s)", (channel, token))
             deadline = time.monotonic() + timeout
