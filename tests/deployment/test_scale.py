@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
-from tests.support import TestDatabase
+from tests.support import TestDatabase, unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCALE = REPO_ROOT / "bench" / "scale.py"
@@ -97,3 +99,37 @@ def test_the_checker_finds_a_duplicate_a_missing_job_and_an_overlap(tmp_path: Pa
         "queues": 1,
         "overlaps": 0,
     }
+
+
+def test_processes_in_network_namespaces_of_their_own(tmp_path: Path) -> None:
+    """--netns: each process reaches a private cluster from its own network namespace."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        unavailable("network namespaces need root and iproute2's ip")
+    out = tmp_path / "scale.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCALE),
+            "--netns",
+            "--processes",
+            "2",
+            "--n",
+            "600",
+            "--json",
+            str(out),
+            "--markdown",
+            "-",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = json.loads(out.read_text())
+    assert result["exactly_once"] and result["overlaps"] == 0, result
+    assert result["client_addresses"] == ["10.231.0.2", "10.231.1.2"], result
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    assert "gpyscale" not in listed.stdout  # cleaned up
