@@ -1,5 +1,4 @@
 // graphile-py dashboard: what the buttons do (shown only when actions are allowed).
-"use strict";
 
 import { ApiError, api } from "./api.js";
 import { $, showBanner } from "./dom.js";

@@ -1,5 +1,4 @@
 // graphile-py dashboard: the JSON API at /api/v1, and the token it may need.
-"use strict";
 
 const API = "/api/v1";
 const TOKEN_KEY = "graphile-py-dashboard-token";

@@ -1,7 +1,6 @@
 // graphile-py dashboard: plain JavaScript modules over the JSON API at /api/v1.
 // This one starts the page: the tabs and addresses, the refresh every 5 s, the loading
 // and failure states, the token. The other modules each draw one part of the page.
-"use strict";
 
 import { api, setToken, takeTokenFromUrl, whenUnauthorized } from "./api.js";
 import { wireActions } from "./actions.js";

@@ -1,5 +1,4 @@
 // graphile-py dashboard: the throughput chart (an SVG drawn from /metrics/history).
-"use strict";
 
 import { $, el, svg } from "./dom.js";
 

@@ -5,7 +5,6 @@
 // more (a task's payload schema, say), add a section with addDetailSection() or a field
 // to JOB_FIELDS. A job that is gone (it succeeded, or was removed) but that the history
 // remembers is shown from its recorded attempts instead.
-"use strict";
 
 import { api } from "./api.js";
 import { redrawChart } from "./chart.js";

@@ -1,6 +1,5 @@
 // graphile-py dashboard: building the page. Everything the server sends goes in with
 // textContent (el() appends strings as text), never as HTML.
-"use strict";
 
 export const $ = (id) => document.getElementById(id);
 

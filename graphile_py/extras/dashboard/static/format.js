@@ -1,5 +1,4 @@
 // graphile-py dashboard: how times, durations, states and errors are shown.
-"use strict";
 
 import { el } from "./dom.js";
 

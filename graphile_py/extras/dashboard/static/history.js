@@ -1,5 +1,4 @@
 // graphile-py dashboard: the History tab: recorded attempts (workers run with --history).
-"use strict";
 
 import { $, el, fill, showLoading } from "./dom.js";
 import { firstLine, outcomeBadge, took, when } from "./format.js";

@@ -1,5 +1,4 @@
 // graphile-py dashboard: the jobs table, its filters and its pages.
-"use strict";
 
 import { $, el, fill, showLoading } from "./dom.js";
 import { badge, firstLine, unservedMark, when } from "./format.js";

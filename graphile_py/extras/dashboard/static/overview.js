@@ -1,6 +1,5 @@
 // graphile-py dashboard: the Queue tab's overview: counts by state, tasks (and whether a
 // worker serves each), named queues and the pools holding locks.
-"use strict";
 
 import { $, el, fill } from "./dom.js";
 import { age, unservedMark, when } from "./format.js";

@@ -1,7 +1,6 @@
 // graphile-py dashboard: addresses. Each tab has one (#/queue, #/workers, #/history; the
 // older #queue forms still work) and so does each job (#/jobs/123), whose detail opens
 // over the current tab; back and forward move between them.
-"use strict";
 
 import { VIEWS } from "./state.js";
 

@@ -1,5 +1,4 @@
 // graphile-py dashboard: the page's shared state and constants.
-"use strict";
 
 export const STATES = ["ready", "scheduled", "running", "retrying", "failed"];
 export const VIEWS = ["queue", "workers", "history"];
@@ -14,7 +13,6 @@ export const state = {
   history: { filters: {}, pages: [null], nextBeforeId: null },
   selected: null,     // id of the job in the detail panel
   timer: null,
-  loaded: {},         // view name -> true once its data has been shown
 };
 
 // Set by app.js: reload what the current tab shows (modules call it after a change).

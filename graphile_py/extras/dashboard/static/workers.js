@@ -1,6 +1,5 @@
 // graphile-py dashboard: the Workers tab: registered pools, and lock holders that never
 // registered (Node workers, older graphile-py).
-"use strict";
 
 import { $, el, fill } from "./dom.js";
 import { age, count, when } from "./format.js";
