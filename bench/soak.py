@@ -55,6 +55,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -77,7 +78,33 @@ COLUMNS = [
     "total_bytes",
     "oldest_xact_age",
     "holding",
+    "probe_ms",
+    "probe_buffers",
 ]
+
+# What a claim does first: find the next available job in jobs_main_index's order. Run
+# under EXPLAIN (ANALYZE, BUFFERS) every sample: its pages touched count every dead index
+# entry it has to step over, whatever the machine's load.
+PROBE_SQL = """
+explain (analyze, buffers, format json)
+select id from graphile_worker._private_jobs
+where is_available = true
+order by priority, run_at
+limit 1
+"""
+
+
+def _probe(conn: psycopg.Connection[Any]) -> tuple[float, int]:
+    """(execution ms, shared buffers hit + read) of PROBE_SQL."""
+    row = conn.execute(PROBE_SQL).fetchone()
+    assert row is not None
+    plan = row[0][0]
+    top = plan["Plan"]
+    return (
+        round(float(plan["Execution Time"]), 3),
+        int(top.get("Shared Hit Blocks", 0)) + int(top.get("Shared Read Blocks", 0)),
+    )
+
 
 STATS_SQL = """
 select s.n_live_tup, s.n_dead_tup, s.autovacuum_count + s.vacuum_count,
@@ -323,6 +350,7 @@ def run(args: argparse.Namespace, dsn: str) -> int:
             t = time.monotonic() - start
             waiting, oldest = mon.execute(QUEUE_SQL).fetchone()  # type: ignore[misc]
             live, dead, vacuums, heap, total, xact_age = mon.execute(STATS_SQL).fetchone()  # type: ignore[misc]
+            probe_ms, probe_buffers = _probe(mon)
             added = counter.added
             done = added - int(waiting)
             row = {
@@ -339,6 +367,8 @@ def run(args: argparse.Namespace, dsn: str) -> int:
                 "total_bytes": total,
                 "oldest_xact_age": xact_age,
                 "holding": int(holding.is_set()),
+                "probe_ms": probe_ms,
+                "probe_buffers": probe_buffers,
             }
             writer.writerow(row)
             handle.flush()
@@ -405,8 +435,9 @@ def _table(rows: list[dict[str, float]], minutes: float) -> list[str]:
     """One line per minute (per sample for runs under 3 minutes): the samples in it."""
     lines = [
         "| minute (to) | jobs/s (median) | waiting (max) | oldest waiting s (max) | dead tuples"
-        " (min-max) | vacuums | heap MB (max) | total MB (max) | oldest xact age | held |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+        " (min-max) | vacuums | heap MB (max) | total MB (max) | oldest xact age"
+        " | next-job probe: pages (max) | held |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
     ]
     width = 60.0 if minutes >= 3 else 1e-9
     groups: dict[int, list[dict[str, float]]] = {}
@@ -423,9 +454,15 @@ def _table(rows: list[dict[str, float]], minutes: float) -> list[str]:
             f" {min(dead):,}-{max(dead):,} | {g[-1]['autovacuums']} |"
             f" {_mb(max(r['heap_bytes'] for r in g))} | {_mb(max(r['total_bytes'] for r in g))} |"
             f" {max(r['oldest_xact_age'] for r in g):,} |"
+            f" {_probe_cell(g)} |"
             f" {'yes' if any(r['holding'] for r in g) else ''} |"
         )
     return lines
+
+
+def _probe_cell(group: list[dict[str, float]]) -> str:
+    pages = [r["probe_buffers"] for r in group if "probe_buffers" in r]
+    return f"{max(pages):,}" if pages else "n/a"
 
 
 def _totals(rows: list[dict[str, float]]) -> str:
@@ -514,7 +551,7 @@ def plot(paths: list[str], out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
     for path in paths:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -523,6 +560,8 @@ def plot(paths: list[str], out: str) -> None:
         axes[0].plot(t, [int(r["dead_tuples"]) for r in rows], label=label)
         axes[1].plot(t, [int(r["total_bytes"]) / 1048576 for r in rows], label=label)
         axes[2].plot(t, [float(r["throughput"]) for r in rows], label=label)
+        if rows and "probe_buffers" in rows[0]:
+            axes[3].plot(t, [int(r["probe_buffers"]) for r in rows], label=label)
         held = [x for x, r in zip(t, rows, strict=True) if r["holding"] == "1"]
         if held:
             for ax in axes:
@@ -530,7 +569,9 @@ def plot(paths: list[str], out: str) -> None:
     axes[0].set_ylabel("dead tuples")
     axes[1].set_ylabel("jobs table + indexes (MB)")
     axes[2].set_ylabel("jobs done per second")
-    axes[2].set_xlabel("minutes (shaded: another session holds a transaction open)")
+    axes[3].set_ylabel("pages read to find\nthe next job")
+    axes[3].set_yscale("symlog")
+    axes[3].set_xlabel("minutes (shaded: another session holds a transaction open)")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
