@@ -290,8 +290,14 @@ def _import_task_module(module_name: str, directory: str) -> Any:
     except (Exception, SystemExit) as exc:
         raise TaskLoadError(
             f"importing the task module {module_name!r} failed:"
-            f" {type(exc).__name__}: {exc}\n" + _import_traceback(exc)
+            f" {type(exc).__name__}: {exc}{_innermost(exc)}\n" + _import_traceback(exc)
         ) from exc
+
+
+def _innermost(exc: BaseException) -> str:
+    """`` (at file:line)`` of the frame that raised, for the error's first line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _import_traceback(exc: BaseException) -> str:

@@ -101,6 +101,9 @@ def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = Fals
         return JobRejected(
             f"{action} failed: {reason} [{sqlstate}]", sqlstate=sqlstate, constraint=constraint
         )
+    hint = _connection_hint(diag_message)
+    if hint is not None:
+        return ConnectError(f"{action} failed: {diag_message}\n  {hint}", sqlstate=sqlstate)
     if isinstance(exc, psycopg.OperationalError) and not isinstance(
         exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
     ):
@@ -109,6 +112,58 @@ def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = Fals
     return DatabaseError(
         f"{action} failed: {diag_message}{suffix}", sqlstate=sqlstate, constraint=constraint
     )
+
+
+# libpq's messages for the usual connection mistakes, and the fix. WHERE is where a
+# connection string comes from, for the command line and for code.
+_WHERE = "the connection string (-c/--connection, DATABASE_URL, or the conninfo you passed)"
+_CONNECTION_HINTS = [
+    (
+        re.compile(r'database "(.+)" does not exist'),
+        f"Create it (createdb {{0}}, or CREATE DATABASE) or fix the database name in {_WHERE}.",
+    ),
+    (
+        re.compile(r'role "(.+)" does not exist'),
+        f"No user {{0}} on that server: fix the user in {_WHERE}, or create the role.",
+    ),
+    (
+        re.compile(r'password authentication failed for user "(.+)"'),
+        f"Wrong password for {{0}}: check the password in {_WHERE}, PGPASSWORD or ~/.pgpass.",
+    ),
+    (
+        re.compile(r"no password supplied|fe_sendauth"),
+        f"The server asks for a password: give it in {_WHERE}"
+        " (postgresql://user:password@host/db), PGPASSWORD or ~/.pgpass.",
+    ),
+    (
+        re.compile(r"Connection refused|No such file or directory\s+Is the server running"),
+        f"Nothing accepts connections there: start PostgreSQL, or fix the host and port in"
+        f" {_WHERE}.",
+    ),
+    (
+        re.compile(r"failed to resolve host|could not translate host name"),
+        f"That host name does not resolve from here: fix the host in {_WHERE}.",
+    ),
+    (
+        re.compile(r"timeout expired|timed out"),
+        f"The server did not answer in time: check the host, the port and any firewall"
+        f" between, and {_WHERE}.",
+    ),
+    (
+        re.compile(r'missing "=" after|invalid connection option|invalid URI|invalid integer'),
+        "A connection string is a URL (postgresql://user:password@host:5432/dbname) or"
+        " key=value pairs (host=localhost port=5432 dbname=app user=app).",
+    ),
+]
+
+
+def _connection_hint(message: str) -> str | None:
+    """What to do about a failed connection, from libpq's words (None if not one)."""
+    for pattern, hint in _CONNECTION_HINTS:
+        found = pattern.search(message)
+        if found is not None:
+            return hint.format(*found.groups())
+    return None
 
 
 def _not_installed(

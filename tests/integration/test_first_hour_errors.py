@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from psycopg_pool import ConnectionPool
 
 from graphile_py import (
+    ConnectError,
     DatabaseError,
     GraphileError,
     JobRejected,
@@ -34,6 +35,7 @@ from graphile_py import (
 from graphile_py.cli import main
 from graphile_py.cron.crontab import parse_crontab
 from graphile_py.cron.scheduler import CronScheduler
+from graphile_py.db.translate import translate_error
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows, run_once
 
@@ -324,7 +326,7 @@ def test_an_import_error_shows_the_module_and_its_traceback(
     first = error.splitlines()[0]
     assert first == (
         "Error: importing the task module 'gpy_first_boom' failed:"
-        " ZeroDivisionError: division by zero"
+        f" ZeroDivisionError: division by zero (at {path}:3)"
     )
     assert "Traceback (most recent call last):" in error
     assert f'File "{path}", line 3, in <module>' in error and "RATE = 1 / 0" in error
@@ -480,3 +482,56 @@ def test_status_says_1_job_not_1_jobs(db: TestDatabase) -> None:
     assert code == 0 and output.startswith("1 job at "), output
     code, output = _cli(db, "jobs retry", str(job.id))
     assert code == 0 and output.startswith(f"Retried 1 job: {job.id}"), output
+
+
+# -- 9. connection mistakes say what to fix ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "said", "fix"),
+    [
+        (
+            "postgresql://postgres@127.0.0.1:1/postgres",
+            "Connection refused",
+            "Nothing accepts connections there: start PostgreSQL, or fix the host and port",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:5432/gpy_no_such_database",
+            'database "gpy_no_such_database" does not exist',
+            "Create it (createdb gpy_no_such_database, or CREATE DATABASE)",
+        ),
+        (
+            "postgresql://gpy_no_such_role@127.0.0.1:5432/postgres",
+            'role "gpy_no_such_role" does not exist',
+            "No user gpy_no_such_role on that server",
+        ),
+        (
+            "postgresql://postgres@gpy-no-such-host.invalid/postgres",
+            "gpy-no-such-host.invalid",
+            "That host name does not resolve from here",
+        ),
+        (
+            "localhost/app",
+            'missing "=" after "localhost/app"',
+            "A connection string is a URL (postgresql://user:password@host:5432/dbname)",
+        ),
+    ],
+)
+def test_connection_mistakes_name_the_fix(conninfo: str, said: str, fix: str) -> None:
+    with pytest.raises(ConnectError) as info:
+        WorkerUtils(conninfo, connect_timeout=5)
+    message = str(info.value)
+    assert said in message and fix in message, message
+    assert isinstance(info.value.__cause__, psycopg.Error)
+    result = CliRunner().invoke(main, ["status", "-c", conninfo])
+    assert result.exit_code == 1 and fix in result.stderr, result.output
+
+
+def test_password_failures_name_the_fix() -> None:
+    # The shared server trusts every local user, so libpq's own words stand in here.
+    for said, fix in [
+        ('password authentication failed for user "app"', "Wrong password for app"),
+        ("fe_sendauth: no password supplied", "The server asks for a password"),
+    ]:
+        error = translate_error(psycopg.OperationalError(said), "Connecting to the database")
+        assert isinstance(error, ConnectError) and fix in str(error), error
