@@ -358,3 +358,27 @@ def test_a_node_worker_runs_a_job_that_carries_the_context(
     # Node hands the payload to its task as it is, "_trace" included, and completes it.
     assert json.loads(row["payload"]) == {"to": "a@example.com", "_trace": carried(producer)}
     assert jobs_rows(db) == []
+
+
+def test_a_job_added_by_a_task_continues_from_its_attempt(db: TestDatabase, spans: Traces) -> None:
+    # helpers.add_job inside a task: the new job's producer span is a child of the
+    # attempt's span, so a chain of jobs can be followed link by link.
+    registry = TaskRegistry()
+
+    @registry.task
+    def first(payload: Any, helpers: JobHelpers) -> None:
+        helpers.add_job("second", {"from": helpers.job.id})
+
+    registry.add("second", lambda payload, helpers: None)
+    with db.connect() as conn:
+        add_job(conn, "first", {}, schema=db.schema)
+    run_once(db, registry)
+
+    [consumer_first] = by_name(spans, "process first")
+    [producer_second] = by_name(spans, "add_job second")
+    [consumer_second] = by_name(spans, "process second")
+    assert producer_second.parent is not None
+    assert producer_second.parent.span_id == consumer_first.context.span_id
+    assert [link.context.span_id for link in consumer_second.links] == [
+        producer_second.context.span_id
+    ]
