@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +124,55 @@ def test_the_command_refuses_a_tasks_module_it_cannot_load(
     )
     assert result.returncode == 1
     assert "could not find the task module 'no_such_module'" in result.stderr
+
+
+TASKS_MODULE = """
+import dataclasses
+from graphile_py import TaskRegistry
+
+registry = TaskRegistry()
+
+
+@dataclasses.dataclass
+class Ping:
+    count: int
+
+
+@registry.task
+def ping(payload: Ping, helpers) -> None: ...
+"""
+
+
+def test_the_command_serves_the_schemas_of_the_registry_it_is_given(
+    db: TestDatabase, tmp_path: Path
+) -> None:
+    (tmp_path / "mytasks.py").write_text(TASKS_MODULE)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "graphile_py", "dashboard", "-c", db.dsn, "-s", db.schema),
+            *("--port", str(port), "--tasks", "mytasks:registry"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/payload-schemas"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(url, timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "the dashboard did not start in 30s"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert response.json()["ping"]["required"] == ["count"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
