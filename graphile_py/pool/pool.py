@@ -165,8 +165,9 @@ class WorkerPool:
 
     @property
     def started(self) -> bool:
-        """True once :meth:`start` has opened the pool's connections."""
-        return self._pool is not None
+        """True once :meth:`start` has opened the pool's connections (and its lease)."""
+        # The lease, not the pool: a metrics scrape while the pool opens reads both.
+        return self._lease is not None
 
     def dead_threads(self) -> list[str]:
         """Names of the threads a running pool needs that have died (empty when healthy).
