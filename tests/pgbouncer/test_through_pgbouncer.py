@@ -285,3 +285,19 @@ def test_the_dashboard_api_through_the_pooler(pooled: TestDatabase, db: TestData
         assert retried.status_code == 200, retried.text
     [row] = [row for row in jobs_rows(db) if row["id"] == failed.id]
     assert row["attempts"] == 0
+
+
+def test_no_session_setting_leaks_to_the_poolers_other_clients(db: TestDatabase) -> None:
+    # One server connection for every client: whatever a session sets, the next sees.
+    bouncer = PgBouncer(default_pool_size=1).start()
+    try:
+        pooled = TestDatabase(name=db.name, dsn=bouncer.dsn(db.name), schema=db.schema)
+        with running_pool(
+            pooled, {"noted": _Starts().task}, max_pool_size=2, listen_conninfo=db.dsn
+        ) as pool:
+            assert pool.started  # registered: the heartbeat's connection is open
+            with psycopg.connect(pooled.dsn, autocommit=True, prepare_threshold=None) as conn:
+                row = conn.execute("show statement_timeout").fetchone()
+        assert row == ("0",), row
+    finally:
+        bouncer.stop()
