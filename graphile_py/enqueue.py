@@ -12,7 +12,9 @@ transaction untouched.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -268,7 +270,10 @@ def _add_job_params(
 ) -> tuple[Any, ...]:
     unknown = set(options) - JobOptions.__optional_keys__
     if unknown:
-        raise TypeError(f"add_job() got unexpected options: {', '.join(sorted(unknown))}")
+        raise TypeError(
+            f"add_job() got unexpected options: {', '.join(map(_meant, sorted(unknown)))};"
+            f" the options are {', '.join(sorted(JobOptions.__optional_keys__))}"
+        )
     spec = JobSpec(
         identifier,
         queue_name=options.get("queue_name"),
@@ -292,6 +297,20 @@ def _add_job_params(
         list(spec.flags) if spec.flags is not None else None,
         mode,
     )
+
+
+# Names people reach for, from graphile-worker's JavaScript API and other queues.
+_OPTION_ALIASES = {"queue": "queue_name", "key": "job_key", "retries": "max_attempts"}
+
+
+def _meant(name: str) -> str:
+    """``name``, and the option it probably means (``queueName`` → ``queue_name``)."""
+    snake = re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name).lower()
+    guess = _OPTION_ALIASES.get(snake) or (snake if snake in JobOptions.__optional_keys__ else None)
+    if guess is None:
+        close = difflib.get_close_matches(snake, sorted(JobOptions.__optional_keys__), n=1)
+        guess = close[0] if close else None
+    return f"{name} (did you mean {guess}?)" if guess else name
 
 
 def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> tuple[str, str]:

@@ -7,6 +7,7 @@ A task is ``def task(payload, helpers)``. It succeeds by returning and fails by 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -194,6 +195,24 @@ def _runner(identifier: str, function: Callable[..., Any]) -> TaskFunction:
     return TypedTask(identifier, function, PayloadType(model)).runner()
 
 
+def _check_signature(identifier: str, function: Callable[..., Any], source: str) -> None:
+    """Refuse a task that cannot be called as ``task(payload, helpers)``, before any job
+    runs: otherwise every job of it fails with a TypeError from the worker's call."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # builtins and the like: trust them
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        name = getattr(function, "__qualname__", None) or repr(function)
+        raise TaskLoadError(
+            f"task {identifier!r} in {source} must accept two arguments, (payload, helpers),"
+            f" but {name}{signature} does not: add the missing parameter (use _ for one"
+            " you do not need)"
+        ) from None
+
+
 def _check_identifier(identifier: object) -> None:
     if not isinstance(identifier, str) or not identifier:
         raise TaskLoadError(f"a task identifier must be a non-empty string, not {identifier!r}")
@@ -213,6 +232,7 @@ def validate_task_map(tasks: object, *, source: str = "the task map") -> dict[st
         _check_identifier(identifier)
         if not callable(function):
             raise TaskLoadError(f"task {identifier!r} in {source} is not callable: {function!r}")
+        _check_signature(identifier, function, source)
         # A plain dict's typed functions get a valid payload too (a registry's are
         # wrapped already, when registered).
         checked[identifier] = (

@@ -26,6 +26,8 @@ from graphile_py import (
     JobSpec,
     PayloadError,
     SchemaNotInstalled,
+    TaskLoadError,
+    WorkerPool,
     WorkerUtils,
     add_job,
     add_job_async,
@@ -36,6 +38,7 @@ from graphile_py.cli import main
 from graphile_py.cron.crontab import parse_crontab
 from graphile_py.cron.scheduler import CronScheduler
 from graphile_py.db.translate import translate_error
+from graphile_py.tasks import validate_task_map
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows, run_once
 
@@ -535,3 +538,32 @@ def test_password_failures_name_the_fix() -> None:
     ]:
         error = translate_error(psycopg.OperationalError(said), "Connecting to the database")
         assert isinstance(error, ConnectError) and fix in str(error), error
+
+
+def test_a_misnamed_option_suggests_the_right_one(db: TestDatabase) -> None:
+    with db.connect() as conn:
+        with pytest.raises(TypeError) as info:
+            add_job(conn, "greet", {}, queueName="mail", schema=db.schema)  # type: ignore[call-arg]
+        assert "queueName (did you mean queue_name?)" in str(info.value)
+        with pytest.raises(TypeError) as info:
+            add_job(conn, "greet", {}, max_retries=3, schema=db.schema)  # type: ignore[call-arg]
+        assert "max_retries (did you mean max_attempts?)" in str(info.value)
+        assert "the options are flags, job_key, job_key_mode, max_attempts" in str(info.value)
+    assert jobs_rows(db) == []
+
+
+def test_a_task_with_the_wrong_signature_is_refused_before_any_job_runs(
+    db: TestDatabase, task_dir: Path
+) -> None:
+    (task_dir / "gpy_first_sig.py").write_text(
+        "def send(payload):\n    return None\n\nregistry = {'send': send}\n"
+    )
+    error = _worker_error(db, "gpy_first_sig:registry")
+    assert (
+        "task 'send' in gpy_first_sig:registry must accept two arguments, (payload, helpers),"
+        " but send(payload) does not"
+    ) in error, error
+    with pytest.raises(TaskLoadError, match=r"must accept two arguments"):
+        WorkerPool({"send": lambda payload: None}, conninfo=db.dsn)  # type: ignore[arg-type, misc]
+    # Extra parameters with defaults, *args and helpers named _ are all fine.
+    validate_task_map({"a": lambda p, h, retries=3: None, "b": lambda *args: None})
