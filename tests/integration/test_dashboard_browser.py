@@ -398,7 +398,7 @@ def test_unserved_tasks_are_marked_on_the_page(
 
     with (
         running_pool(db, {"other": ok}, poll_interval=0.5),
-        BackgroundServer(create_app(utils)) as server,
+        BackgroundServer(create_app(utils, allow_actions=True)) as server,
     ):
         stuck = utils.add_job("nobody_knows", {"typo": True})
         waiting = utils.add_job("other", run_at=datetime.now(UTC) + timedelta(hours=1))
@@ -421,6 +421,13 @@ def test_unserved_tasks_are_marked_on_the_page(
             "Node workers are not visible"
         )
         page.screenshot(path=str(artifacts_dir() / "dashboard-unserved.png"), full_page=True)
+        # Adding a job for a task nobody serves says so at once.
+        page.locator("#add-job summary").click()
+        page.locator("#add-form [name=task]").fill("other_typo")
+        page.locator("#add-form button[type=submit]").click()
+        sync_api.expect(page.locator("#banner")).to_contain_text(
+            "added, but it may wait forever: no live graphile-py pool serves it"
+        )
 
     # Without the registry, the jobs tell: none attempted, and waiting for minutes.
     with db.connect() as conn:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -200,7 +201,7 @@ def test_add_job_warns_about_a_new_task_and_an_unserved_one(
 def test_the_dashboard_api_marks_them(db: TestDatabase, utils: WorkerUtils) -> None:
     with (
         running_pool(db, {"other": _ok}, poll_interval=0.5) as pool,
-        BackgroundServer(create_app(utils, sample_interval=0.5)) as server,
+        BackgroundServer(create_app(utils, sample_interval=0.5, allow_actions=True)) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
     ):
         stuck = utils.add_job("nobody_knows")
@@ -218,6 +219,11 @@ def test_the_dashboard_api_marks_them(db: TestDatabase, utils: WorkerUtils) -> N
             (stuck.id, NOT_VISIBLE),
         ]
         assert client.get(f"/api/v1/jobs/{stuck.id}").json()["unserved"] == NOT_VISIBLE
+        added = client.post("/api/v1/jobs", json={"task": "nobody_knows", "payload": {}})
+        assert added.status_code == 201 and added.json()["unserved"] == NOT_VISIBLE
+        later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        served = client.post("/api/v1/jobs", json={"task": "other", "run_at": later})
+        assert served.status_code == 201 and served.json()["unserved"] is None
         assert stats["tasks"][1]["service"]["pools"] == [pool.id]
         document = client.get("/api/v1/openapi.json").json()
         schemas = document["components"]["schemas"]
@@ -226,7 +232,5 @@ def test_the_dashboard_api_marks_them(db: TestDatabase, utils: WorkerUtils) -> N
         assert {"registry", "unserved"} <= set(schemas["StatsOut"]["properties"])
 
 
-def _in_an_hour() -> Any:
-    from datetime import UTC, datetime, timedelta
-
+def _in_an_hour() -> datetime:
     return datetime.now(UTC) + timedelta(hours=1)

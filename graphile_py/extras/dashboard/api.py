@@ -284,7 +284,8 @@ def history(
 
 @router.post("/jobs", status_code=201, response_model=JobDetailOut, tags=["actions"])
 def add_job(request: Request, job: EnqueueIn) -> JobDetailOut:
-    """Add a job (through ``WorkerUtils.add_job``)."""
+    """Add a job (through ``WorkerUtils.add_job``); ``unserved`` says if no worker is
+    known to serve its task."""
     inspector = _context(request).inspector
     added = inspector.utils.add_job(
         job.task,
@@ -297,7 +298,11 @@ def add_job(request: Request, job: EnqueueIn) -> JobDetailOut:
         priority=job.priority,
         flags=job.flags,
     )
-    return _fresh(inspector, added)
+    record = inspector.get_job(added.id)
+    if record is None:  # a worker finished it already
+        return JobDetailOut.of(added, JobState.of(added))
+    mark = inspector.job_services([record]).marks(record)
+    return JobDetailOut.of(record.job, record.state, mark)
 
 
 @router.post("/jobs/retry", response_model=BulkOut, tags=["actions"])

@@ -76,9 +76,13 @@ export function wireActions() {
   $("add-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const form = event.target.elements;
-    act("Job added.", async () => {
+    const said = (job) => (job.unserved
+      ? "Job " + job.id + " added, but it may wait forever: " + job.unserved + "."
+      : "Job " + job.id + " added.");
+    act(said, async () => {
       const job = await api("/jobs", { method: "POST", body: readJobForm(form) });
       goToJob(job.id);
+      return job;
     });
   });
 }
