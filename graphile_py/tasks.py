@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 __all__ = ["JobHelpers", "TaskFunction", "TaskRegistry", "load_task_map", "validate_task_map"]
+
+# How long helpers.connection() waits for a server it cannot reach (a restart, a failover).
+_CONNECTION_WAIT = 30.0
 
 TaskFunction: TypeAlias = Callable[[Any, "JobHelpers"], object]
 
@@ -406,16 +410,20 @@ class JobHelpers:
         """Borrow a pooled connection (autocommit; use ``conn.transaction()`` for more).
 
         The connection is checked first: one the server closed while it sat in the pool
-        (a restart, a failover, an idle timeout) is replaced rather than handed to the task.
+        (a restart, a failover, an idle timeout) is replaced rather than handed to the task,
+        and while the server cannot be reached (a restart seen through PgBouncer) the task
+        waits for it, up to 30 seconds, rather than fail.
         """
-        for attempt in range(3):
+        deadline = time.monotonic() + _CONNECTION_WAIT
+        attempt = 0
+        while True:
             with borrow(self._pool) as conn:
                 try:
                     ConnectionPool.check_connection(conn)
                 except psycopg.OperationalError:
-                    if attempt == 2:
+                    if time.monotonic() >= deadline:
                         raise
-                    dead = True  # the pool discards it when it is returned
+                    dead = True  # the pool discards it when it is returned, if broken
                 else:
                     dead = False
                     yield conn
@@ -424,6 +432,11 @@ class JobHelpers:
             # Its siblings were most likely closed with it: have the pool test every idle
             # one now, so the next connection lent is alive (or waits for a new one).
             self._pool.check()
+            attempt += 1
+            if attempt > 1:  # even a fresh one failed: the server is not back yet
+                time.sleep(
+                    min(1.0, 0.05 * 2 ** (attempt - 2), max(0.0, deadline - time.monotonic()))
+                )
 
     def get_queue_name(self) -> str | None:
         """The name of the job's named queue, or None if it has none."""
