@@ -29,12 +29,11 @@ from django.utils import timezone
 from graphile_py.contrib.django.compat import (
     BaseTaskBackend,
     InvalidTask,
-    TaskResult,
     TaskResultStatus,
     task_enqueued,
 )
 from graphile_py.contrib.django.config import BackendConfig, psycopg_connection
-from graphile_py.contrib.django.results import django_time, read_result
+from graphile_py.contrib.django.results import GraphileTaskResult, django_time, read_result
 from graphile_py.enqueue import add_job
 
 __all__ = ["QUEUE_FLAG_PREFIX", "GraphileBackend", "graphile_priority", "queue_flag"]
@@ -98,7 +97,7 @@ class GraphileBackend(BaseTaskBackend):  # type: ignore[misc]
         if run_after is not None and timezone.is_naive(run_after):
             # Only possible with USE_TZ = False: Django's times are then local times.
             run_after = timezone.make_aware(run_after, timezone.get_default_timezone())
-        result = TaskResult(
+        result = GraphileTaskResult(
             task=task,
             id="",  # the job's id, once there is a job
             status=TaskResultStatus.READY,

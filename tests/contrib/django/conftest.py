@@ -26,11 +26,31 @@ else:
     django.setup()
 
 
+def _close_connections() -> None:
+    """Close Django's connections in this thread, and in asgiref's shared sync thread.
+
+    ``aenqueue``/``aget_result`` called outside of a request run on asgiref's one
+    long-lived thread (``sync_to_async`` with no ``async_to_sync`` around it), whose
+    connection would otherwise outlive the test's database.
+    """
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    def close_all() -> None:
+        for conn in connections.all():
+            conn.close()
+
+    close_all()
+    asyncio.run(sync_to_async(close_all, thread_sensitive=True)())
+
+
 def _point_django_at(name: str) -> None:
     from django.db import connections
 
-    for conn in connections.all():
-        conn.close()
+    _close_connections()
+    # The settings dict is shared by every thread's connection: workers' threads too.
     connections["default"].settings_dict["NAME"] = name
 
 
@@ -38,15 +58,13 @@ def _point_django_at(name: str) -> None:
 def django_template(template_db: str) -> Iterator[str]:
     """A database with graphile-py's schema and the project's tables, to clone."""
     from django.core.management import call_command
-    from django.db import connections
 
     name = unique_name("gpy_django_template")
     create_database(name, template=template_db)
     try:
         _point_django_at(name)
         call_command("migrate", verbosity=0)
-        for conn in connections.all():
-            conn.close()
+        _close_connections()
         yield name
     finally:
         drop_database(name)
@@ -55,13 +73,11 @@ def django_template(template_db: str) -> Iterator[str]:
 @pytest.fixture
 def django_db(make_db: Callable[..., TestDatabase], django_template: str) -> Iterator[TestDatabase]:
     """This test's database, Django's default connection pointed at it."""
-    from django.db import connections
 
     db = make_db(template=django_template)
     _point_django_at(db.name)
     yield db
-    for conn in connections.all():
-        conn.close()
+    _close_connections()
 
 
 @pytest.fixture

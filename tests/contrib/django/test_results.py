@@ -42,6 +42,8 @@ def test_successful_with_history(django_db: TestDatabase) -> None:
     # The result the caller holds catches up, sync and async.
     result.refresh()
     assert result.status == "SUCCESSFUL"
+    with pytest.raises(ReturnValueNotKept):
+        _ = result.return_value
     again = asyncio.run(tasks.add.aget_result(result.id))
     assert again.status == "SUCCESSFUL" and again.id == result.id
 
