@@ -307,6 +307,12 @@ def check_job_key_mode(mode: str | None) -> None:
 
 def check_run_at(run_at: datetime | None) -> None:
     """Refuse a naive ``run_at``: it would be read in the database session's time zone."""
+    if run_at is not None and not isinstance(run_at, datetime):
+        raise JobRejected(
+            f"run_at must be a timezone-aware datetime, not {type(run_at).__name__}"
+            f" {run_at!r:.60}: for text, parse it first"
+            " (datetime.fromisoformat('2030-01-01T09:00:00+00:00'))"
+        )
     if run_at is not None and (run_at.tzinfo is None or run_at.utcoffset() is None):
         raise JobRejected(
             "run_at must be a timezone-aware datetime (for example datetime.now(timezone.utc))"

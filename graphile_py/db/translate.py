@@ -92,18 +92,14 @@ def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = Fals
     constraint = exc.diag.constraint_name
     if sqlstate == "GWBKM":
         return InvalidJobKeyMode(sqlstate=sqlstate)
-    missing = _MISSING_OBJECT.get(sqlstate or "")
-    found = missing.fullmatch(diag_message) if missing else None
-    if found is not None:
-        return _not_installed(action, found, diag_message, sqlstate)
+    advised = _advised(action, diag_message, sqlstate, constraint)
+    if advised is not None:
+        return advised
     if adding_jobs and sqlstate is not None and sqlstate[:2] in {"22", "23", "21"}:
         reason = CONSTRAINT_MESSAGES.get(constraint or "", diag_message)
         return JobRejected(
             f"{action} failed: {reason} [{sqlstate}]", sqlstate=sqlstate, constraint=constraint
         )
-    hint = _connection_hint(diag_message)
-    if hint is not None:
-        return ConnectError(f"{action} failed: {diag_message}\n  {hint}", sqlstate=sqlstate)
     if isinstance(exc, psycopg.OperationalError) and not isinstance(
         exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
     ):
@@ -113,6 +109,39 @@ def translate_error(exc: psycopg.Error, action: str, *, adding_jobs: bool = Fals
         f"{action} failed: {diag_message}{suffix}", sqlstate=sqlstate, constraint=constraint
     )
 
+
+def _advised(
+    action: str, diag_message: str, sqlstate: str | None, constraint: str | None
+) -> DatabaseError | None:
+    """The error, with what to do, for mistakes a first-time user makes; else None."""
+    missing = _MISSING_OBJECT.get(sqlstate or "")
+    found = missing.fullmatch(diag_message) if missing else None
+    if found is not None:
+        return _not_installed(action, found, diag_message, sqlstate)
+    advice = _STATE_HINTS.get(sqlstate or "")
+    if advice is not None:
+        return DatabaseError(
+            f"{action} failed: {diag_message} [{sqlstate}]\n  {advice}",
+            sqlstate=sqlstate,
+            constraint=constraint,
+        )
+    # Only errors of connecting: libpq's own (no SQLSTATE), or 08, 28 and 3D.
+    connecting = sqlstate is None or sqlstate[:2] in {"08", "28", "3D"}
+    hint = _connection_hint(diag_message) if connecting else None
+    if hint is not None:
+        return ConnectError(f"{action} failed: {diag_message}\n  {hint}", sqlstate=sqlstate)
+    return None
+
+
+# What to do about errors whose cause is the caller's session, not the job.
+_STATE_HINTS = {
+    "25P02": "An earlier statement in this transaction failed, so PostgreSQL ignores the"
+    " rest: roll the transaction back (conn.rollback()) and add the job in a new one.",
+    "25006": "This session is read-only (a standby, or default_transaction_read_only):"
+    " connect to the primary to add or change jobs.",
+    "42501": "The database role lacks a privilege on the worker schema: grant it, or run"
+    " as a role that has it (docs/operations.md, Privileges).",
+}
 
 # libpq's messages for the usual connection mistakes, and the fix. WHERE is where a
 # connection string comes from, for the command line and for code.

@@ -9,13 +9,16 @@ import asyncio
 import json
 import logging
 import sys
+import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from graphile_py import (
@@ -567,3 +570,42 @@ def test_a_task_with_the_wrong_signature_is_refused_before_any_job_runs(
         WorkerPool({"send": lambda payload: None}, conninfo=db.dsn)  # type: ignore[arg-type, misc]
     # Extra parameters with defaults, *args and helpers named _ are all fine.
     validate_task_map({"a": lambda p, h, retries=3: None, "b": lambda *args: None})
+
+
+def test_run_at_given_as_text_is_refused_with_the_fix(db: TestDatabase) -> None:
+    with db.connect() as conn:
+        for run_at in ("2030-01-01T09:00:00Z", date(2030, 1, 1)):
+            with pytest.raises(JobRejected) as info:
+                add_job(conn, "greet", {}, run_at=run_at, schema=db.schema)  # type: ignore[arg-type]
+            assert str(info.value).startswith("run_at must be a timezone-aware datetime, not")
+            assert "datetime.fromisoformat(" in str(info.value)
+            with pytest.raises(JobRejected):
+                add_jobs(conn, [JobSpec("greet", run_at=run_at)], schema=db.schema)  # type: ignore[arg-type]
+    assert jobs_rows(db) == []
+
+
+def test_session_problems_say_what_to_do(db: TestDatabase) -> None:
+    with psycopg.connect(db.dsn) as conn:  # in a transaction, as an application would be
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("select 1 / 0")
+        with pytest.raises(DatabaseError) as info:
+            add_job(conn, "greet", {}, schema=db.schema)
+        assert info.value.sqlstate == "25P02"
+        assert "roll the transaction back (conn.rollback())" in str(info.value)
+        conn.rollback()
+        conn.execute("set transaction read only")
+        with pytest.raises(DatabaseError) as info:
+            add_job(conn, "greet", {}, schema=db.schema)
+        assert info.value.sqlstate == "25006" and "connect to the primary" in str(info.value)
+        conn.rollback()
+        # Created and dropped inside this transaction: nothing is left on the server.
+        role = sql.Identifier(f"gpy_first_hour_{uuid.uuid4().hex[:12]}")
+        conn.execute(sql.SQL("create role {}").format(role))
+        try:
+            conn.execute(sql.SQL("set local role {}").format(role))
+            with pytest.raises(DatabaseError) as info:
+                add_job(conn, "greet", {}, schema=db.schema)
+            assert info.value.sqlstate == "42501" and "lacks a privilege" in str(info.value)
+        finally:
+            conn.rollback()
+    assert jobs_rows(db) == []
