@@ -32,6 +32,7 @@ def install_schemas(using: str = "default", verbosity: int = 1, **_: Any) -> Non
     """
     from graphile_py.contrib.django.migrate import migrate_backend
     from graphile_py.contrib.django.worker import graphile_backends
+    from graphile_py.logs import plural
 
     done: set[tuple[str, str | None]] = set()
     for backend in graphile_backends().values():
@@ -44,9 +45,9 @@ def install_schemas(using: str = "default", verbosity: int = 1, **_: Any) -> Non
         report = migrate_backend(backend)
         if verbosity >= 1 and (report.applied or report.side_applied):
             logger.info(
-                "graphile-py: schema %r migrated (%d migrations, %d in %r)",
+                "graphile-py: schema %r migrated (%s, %d in %r)",
                 config.schema,
-                len(report.applied),
+                plural(len(report.applied), "migration"),
                 len(report.side_applied),
                 report.side_schema,
             )

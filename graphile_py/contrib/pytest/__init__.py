@@ -395,6 +395,7 @@ def graphile_inline(
     """For this test, ``add_job`` runs its task when its transaction commits."""
     from graphile_py.contrib.pytest.inline import InlineMode
     from graphile_py.enqueue import set_inline_hook
+    from graphile_py.logs import plural
 
     inline = InlineMode(graphile_db.dsn, graphile_tasks, schema=graphile_db.schema)
     previous = set_inline_hook(inline)
@@ -409,7 +410,8 @@ def graphile_inline(
             for e in inline.errors
         )
         pytest.fail(
-            f"{len(inline.errors)} inline job(s) failed (clear graphile_inline.errors, or set"
+            f"{plural(len(inline.errors), 'inline job')} failed (clear graphile_inline.errors,"
+            " or set"
             f" graphile_inline.raise_errors = False, if that was expected):\n{lines}",
             pytrace=False,
         )

@@ -23,6 +23,7 @@ from graphile_py.admin.worker_utils import WorkerUtils
 from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.events import WorkerEvents, combine_events
 from graphile_py.jobs import Job
+from graphile_py.logs import plural
 from graphile_py.pool.options import WorkerOptions
 from graphile_py.pool.pool import WorkerPool
 from graphile_py.tasks import TaskFunction
@@ -71,8 +72,8 @@ class JobsRun:
 
     def __str__(self) -> str:
         return (
-            f"{len(self.completed)} completed, {len(self.errors)} failed attempt(s)"
-            f" ({len(self.failed)} permanently) in {self.rounds} round(s)"
+            f"{len(self.completed)} completed, {plural(len(self.errors), 'failed attempt')}"
+            f" ({len(self.failed)} permanently) in {plural(self.rounds, 'round')}"
         )
 
 
@@ -170,7 +171,8 @@ def run_jobs(
                     else f"{recorder.started} attempts (max_jobs={max_jobs})"
                 )
                 raise RunawayJobs(
-                    f"run_jobs stopped after {limit} with {len(waiting)} job(s) still to run:"
+                    f"run_jobs stopped after {limit} with {plural(len(waiting), 'job')} still to"
+                    " run:"
                     f" {_describe(waiting)}. Does a task keep enqueueing itself, or is a"
                     " named queue locked by another worker? Raise max_rounds or max_jobs if"
                     " this much work is expected."

@@ -66,7 +66,7 @@ def test_the_example_projects_suite(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_expect_inline_failure_fails_the_test*",
-            "1 inline job(s) failed (clear graphile_inline.errors, or set"
+            "1 inline job failed (clear graphile_inline.errors, or set"
             " graphile_inline.raise_errors = False, if that was expected):",
             "  job 1 (always_fails): ValueError: no such mailbox: nobody@example.com",
         ]
