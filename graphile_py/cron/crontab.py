@@ -26,6 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
+from graphile_py.cron.hints import (
+    command_hint,
+    line_hint,
+    option_hint,
+    sixth_field_hint,
+    unknown_option_hint,
+)
 from graphile_py.cron.js import (
     JS_ANY,
     JS_NOT_SPACE,
@@ -224,19 +231,32 @@ def _parse_line(line: str, number: int, lead: int, source: str) -> tuple[CronIte
     """One trimmed, non-comment line → (item, column where its identifier is given)."""
     match = _LINE_PARTS.fullmatch(line)
     if match is None:
+        hint = line_hint(line)
         raise CrontabError(
-            f"Could not process line '{number}' of {source}: '{line}'", line=number, column=lead + 1
+            f"Could not process line '{number}' of {source}: '{line}'",
+            line=number,
+            column=lead + hint.offset + 1,
+            hint=hint.text,
         )
-    schedule = schedule_from_fields(
-        match, f"line {number} of {source}", line=number, column_offset=lead
-    )
+    try:
+        schedule = schedule_from_fields(
+            match, f"line {number} of {source}", line=number, column_offset=lead
+        )
+    except CrontabError as exc:
+        # "0 0 0 * * * task" (seconds first) fails on a field; say what went wrong.
+        sixth = sixth_field_hint(match.group(6))
+        if sixth is None or exc.hint is not None:
+            raise
+        raise CrontabError(exc.node_message, line=exc.line, column=exc.column, hint=sixth) from None
     command_start = lead + match.start(6)
     command = _COMMAND.fullmatch(match.group(6))
     if command is None:
+        hint = command_hint(match.group(6))
         raise CrontabError(
             f"Invalid command specification in line {number} of {source}.",
             line=number,
-            column=command_start + 1,
+            column=command_start + hint.offset + 1,
+            hint=hint.text,
         )
     task, options_text, payload_text = command.groups()
     options_column = command_start + command.start(2) + 1 if options_text is not None else 0
@@ -277,6 +297,7 @@ def _parse_options(
                 f" supported keys are: '{_QUOTED_LIST.join(CRONTAB_OPTION_KEYS)}'.",
                 line=number,
                 column=key_column,
+                hint=unknown_option_hint(key),
             )
         if not pattern.fullmatch(value):
             raise CrontabError(
@@ -284,6 +305,7 @@ def _parse_options(
                 f" value '{value}' is not compatible with this option.",
                 line=number,
                 column=key_column,
+                hint=option_hint(key),
             )
         if key == "id":
             identifier, id_column = value, key_column
@@ -319,6 +341,8 @@ def _parse_payload(number: int, text: str, source: str, start: int) -> dict[str,
             f"Failed to parse JSON5 payload on line {number} of {source}: {exc}",
             line=number,
             column=start + exc.column,
+            hint=f"at column {start + exc.column} of the line; the payload is JSON5, such as"
+            " {kind: 'weekly', ids: [1, 2]}, and must end the line",
         ) from exc.__cause__
     if not isinstance(value, dict):  # the command regex only admits "{...}"
         raise CrontabError(

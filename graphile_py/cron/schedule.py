@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeAlias
 
+from graphile_py.cron.hints import field_part_hint, pattern_hint
 from graphile_py.cron.js import JS_SPACE, js_int
 from graphile_py.errors import CrontabError
 
@@ -103,7 +104,9 @@ class CronSchedule:
         """
         match = _TIME_PARTS.fullmatch(pattern)
         if match is None:
-            raise CrontabError(f"Invalid cron pattern '{pattern}' in {source}")
+            raise CrontabError(
+                f"Invalid cron pattern '{pattern}' in {source}", hint=pattern_hint(pattern)
+            )
         return schedule_from_fields(match, source, line=None, column_offset=0)
 
     def matches_digest(self, d: CronDigest) -> bool:
@@ -244,5 +247,6 @@ def _parse_field(
             " this doesn't appear to be a number, range or wildcard",
             line=line,
             column=part_column,
+            hint=field_part_hint(part),
         )
     return tuple(sorted(numbers))

@@ -38,6 +38,7 @@ from graphile_py.db.cron import CronStatements, KnownCrontab, cron_statements_fo
 from graphile_py.db.retry import backoff_delay
 from graphile_py.errors import CrontabError, GraphileError
 from graphile_py.events import WorkerEvents, guarded
+from graphile_py.logs import plural
 
 __all__ = ["CronScheduler", "cron_job_specs", "load_crontab_file"]
 
@@ -107,6 +108,12 @@ class CronScheduler:
         if not self.items:
             logger.debug("No cron items; cron is idle")
             return
+        # Confirm what will be scheduled: a crontab that parsed is not always the one meant.
+        logger.info(
+            "Cron: scheduling %s (UTC): %s",
+            plural(len(self.items), "item"),
+            ", ".join(item.identifier for item in self.items),
+        )
         start: datetime | None = None
         delay = 0.0
         try:

@@ -670,10 +670,10 @@ def test_crontab_file_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text("# nightly\n0 4 * * * nightly\n* * * * nope\n")
     with pytest.raises(CrontabError) as info:
         load_crontab_file(path)
-    assert str(info.value) == (
+    assert info.value.node_message == (
         f"Could not process line '3' of crontab file '{path}': '* * * * nope'"
     )
-    assert (info.value.line, info.value.column) == (3, 1)
+    assert (info.value.line, info.value.column) == (3, 9)  # where the 5th field should be
     path.write_text("# nightly\n0 4 * * * nightly ?fill=1h\n")
     [item] = load_crontab_file(path)
     assert (item.identifier, item.backfill_period) == ("nightly", 3600)

@@ -238,7 +238,9 @@ def python_parse(text: str) -> dict[str, Any]:
     try:
         items = parse_crontab(text)
     except CrontabError as exc:
-        return {"error": str(exc)}
+        # graphile-worker's wording; our hint, when there is one, follows it in str(exc).
+        assert str(exc).startswith(exc.node_message)
+        return {"error": exc.node_message}
     result = []
     for item in items:
         assert isinstance(item.match, CronSchedule)
