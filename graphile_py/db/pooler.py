@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
+from psycopg import sql
 
 from graphile_py.db.translate import map_db_errors
 
@@ -101,7 +102,11 @@ def notifications_arrive(
         listener = psycopg.connect(listen_conninfo, **kwargs)
         try:
             # Named, so that pg_stat_activity does not show it as a worker's LISTEN.
-            listener.execute(f'/* graphile-py start-up check */ LISTEN "{channel}"'.encode())
+            listener.execute(
+                sql.SQL("/* graphile-py start-up check */ LISTEN {}").format(
+                    sql.Identifier(channel)
+                )
+            )
             with psycopg.connect(notify_conninfo, **kwargs) as sender:
                 sender.execute(b"select pg_catalog.pg_notify(%s, %s)", (channel, token))
             deadline = time.monotonic() + timeout
@@ -112,5 +117,5 @@ def notifications_arrive(
             return False
         finally:
             with contextlib.suppress(psycopg.Error):
-                listener.execute(f'UNLISTEN "{channel}"'.encode())
+                listener.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
             listener.close()
