@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from graphile_py import WorkerUtils
+from graphile_py import TaskRegistry, WorkerUtils
 from graphile_py.admin.inspector import Inspector
 from graphile_py.extras.dashboard import create_app
 from graphile_py.extras.dashboard.server import BackgroundServer
@@ -446,4 +447,37 @@ def test_unserved_tasks_are_marked_on_the_page(
         sync_api.expect(page.locator('#unserved li[data-task="nobody_knows"]')).to_contain_text(
             "the worker registry is not installed"
         )
+    assert page.console_errors == []
+
+
+@dataclass
+class SendEmail:
+    to: str
+    subject: str = "hello"
+
+
+TYPED_REGISTRY = TaskRegistry()
+
+
+@TYPED_REGISTRY.task
+def send_email(payload: SendEmail, helpers: Any) -> None: ...
+
+
+def test_a_typed_tasks_payload_schema_is_shown_with_its_jobs(
+    utils: WorkerUtils, page: Any
+) -> None:
+    """With the registry (dashboard --tasks), a typed task's job shows its payload's JSON
+    schema; an untyped task's job has no such section."""
+    assert set(TYPED_REGISTRY.payload_schemas()) == {"send_email"}
+    typed = utils.add_job("send_email", {"to": "ada@example.com"})
+    untyped = utils.add_job("filler", {"n": 1})
+    app = create_app(utils, payload_schemas=TYPED_REGISTRY.payload_schemas())
+    with BackgroundServer(app) as server:
+        page.goto(f"{server.url}/#/jobs/{typed.id}")
+        schema = page.locator("#detail-payload-schema")
+        sync_api.expect(schema).to_contain_text('"subject"')
+        sync_api.expect(schema).to_contain_text('"required"')
+        page.goto(f"{server.url}/#/jobs/{untyped.id}")
+        sync_api.expect(page.locator("#detail-payload")).to_contain_text('"n"')
+        sync_api.expect(page.locator("#detail-payload-schema")).to_have_count(0)
     assert page.console_errors == []

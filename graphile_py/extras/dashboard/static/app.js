@@ -54,6 +54,7 @@ async function loadParts(parts) {
 
 async function loadInfo() {
   state.info = await api("/info");
+  state.payloadSchemas = await api("/payload-schemas");
   $("schema").textContent = "schema " + state.info.schema_name;
   $("mode").textContent = state.info.allow_actions ? "actions allowed" : "read-only";
   $("mode").className = "badge " + (state.info.allow_actions ? "badge-on" : "badge-off");

@@ -43,6 +43,7 @@ export const GONE_FIELDS = [
 export const DETAIL_SECTIONS = [
   { name: "fields", title: null, render: fieldsSection },
   { name: "payload", title: "Payload", render: payloadSection },
+  { name: "payload-schema", title: "Payload schema", render: payloadSchemaSection },
   { name: "error", title: "Last error", render: errorSection },
   { name: "attempts", title: "Attempts recorded", render: attemptsSection },
 ];
@@ -70,6 +71,14 @@ function payloadSection(detail) {
       ? "(kept in the history: " + detail.last.payload_bytes + " bytes; Replay reuses it)"
       : "(not kept: " + detail.last.payload_bytes + " bytes, over the history's payload limit)";
   return el("pre", { id: "detail-payload" }, text);
+}
+
+// A typed task's payload model as JSON schema; no section for untyped tasks (or when the
+// dashboard was started without --tasks, and so knows no schema).
+function payloadSchemaSection(detail) {
+  const task = detail.gone ? detail.last.task_identifier : detail.job.task_identifier;
+  const schema = state.payloadSchemas[task];
+  return schema ? el("pre", { id: "detail-payload-schema" }, JSON.stringify(schema, null, 2)) : null;
 }
 
 // The whole error, line breaks kept: a task's traceback reads as Python printed it.

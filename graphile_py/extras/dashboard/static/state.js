@@ -7,6 +7,7 @@ export const REFRESH_MS = 5000;
 export const state = {
   view: "queue",      // the tab shown (a job's detail opens over it)
   info: null,         // GET /info: version, schema, whether actions are allowed
+  payloadSchemas: {}, // GET /payload-schemas: typed tasks' JSON schemas (dashboard --tasks)
   filters: {},
   pages: [null],      // before_id of each page of jobs shown so far (null for the newest)
   nextBeforeId: null,
