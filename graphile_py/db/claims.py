@@ -47,6 +47,38 @@ class ClaimStatements(StatementSet):
         super().__init__(schema)
         self._claim: dict[tuple[bool, bool, bool, bool], bytes] = {}
         self._claim_recording: dict[tuple[bool, bool, str], bytes] = {}
+        self._claim_function: dict[str, bytes] = {}
+
+    def claim_next(
+        self,
+        conn: psycopg.Connection[Any],
+        side_schema: str,
+        *,
+        pool_id: str,
+        task_ids: Sequence[int],
+        done_id: int | None = None,
+        identifiers: Mapping[int, str] | None = None,
+    ) -> list[Job]:
+        """The one-job claim (after completing ``done_id``, if given) through the side
+        schema's ``claim_next`` function (side migration 2).
+
+        For connections without prepared statements (a transaction-mode pooler): the
+        function's plan is kept by the server backend, where the same statement sent by
+        the client would be planned again on every claim. No forbidden flags, no Node
+        time, no history: the pool uses the client statements for those.
+        """
+        statement = self._claim_function.get(side_schema)
+        if statement is None:
+            side = sql.SQL(sql.Identifier(side_schema).as_string(None).replace("%", "%%"))
+            statement = self._claim_function[side_schema] = self.compose(
+                "select " + ", ".join(JOB_COLUMNS) + " from {side}.claim_next("
+                "%(done)s::bigint, %(pool)s::text, %(task_ids)s::int[])",
+                side=side,
+            )
+        params = {"done": done_id, "pool": pool_id, "task_ids": int_array(task_ids)}
+        with map_db_errors("Claiming jobs"), conn.cursor() as cur:
+            cur.execute(statement, params)
+            return jobs_from_rows(cur.fetchall(), identifiers)
 
     def claim_statement(
         self, *, batch: bool, flags: bool, node_time: bool, complete_first: bool = False

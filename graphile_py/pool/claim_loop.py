@@ -83,6 +83,9 @@ class ClaimLoop:
         self._task_ids: list[int] = []
         self._identifier_by_task_id: dict[int, str] = {}
         self._queue_names: dict[int, str] = {}
+        #: The side schema whose claim_next function claims single jobs, when prepared
+        #: statements are off and it is installed (see WorkerPool._check_pooler); else None.
+        self.claim_function_schema: str | None = None
         self.local_queue: LocalQueue | None = None
         self.slots = SlotTable(self._new_slot, options.concurrency)
 
@@ -173,6 +176,15 @@ class ClaimLoop:
             return []
         now = datetime.now(UTC) if self.options.use_node_time else None
         with self.connection() as conn:
+            side = self._claim_function_for(batch_size, flags)
+            if side is not None:
+                return self.statements.claim_next(
+                    conn,
+                    side,
+                    pool_id=self.pool_id,
+                    task_ids=self._task_ids,
+                    identifiers=self._identifier_by_task_id,
+                )
             return self.statements.claim_jobs(
                 conn,
                 pool_id=self.pool_id,
@@ -182,6 +194,12 @@ class ClaimLoop:
                 now=now,
                 identifiers=self._identifier_by_task_id,
             )
+
+    def _claim_function_for(self, batch_size: int, flags: Sequence[str] | None) -> str | None:
+        """The side schema to claim through (its claim_next), if this claim may use it."""
+        if batch_size != 1 or flags or self.options.use_node_time:
+            return None
+        return self.claim_function_schema
 
     def next_job(self, slot: WorkerSlot) -> Job | None:
         """The next job for ``slot``, or None after waiting (idle, or nothing ready)."""
@@ -300,7 +318,17 @@ class ClaimLoop:
         now = datetime.now(UTC) if self.options.use_node_time else None
         try:
             with self.connection() as conn:
-                if outcome.succeeded:
+                side = self._claim_function_for(1, flags) if self.outcomes.history is None else None
+                if outcome.succeeded and side is not None:
+                    jobs = self.statements.claim_next(
+                        conn,
+                        side,
+                        pool_id=self.pool_id,
+                        task_ids=self._task_ids,
+                        done_id=job.id,
+                        identifiers=self._identifier_by_task_id,
+                    )
+                elif outcome.succeeded:
                     # The common case: one statement deletes the job and claims the next.
                     jobs = self.statements.complete_and_claim(
                         conn,

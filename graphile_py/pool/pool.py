@@ -31,6 +31,7 @@ from graphile_py.db.pooler import (
     notifications_arrive,
     prepared_statements_work,
 )
+from graphile_py.db.side_schema import side_schema_ready
 from graphile_py.errors import EXIT_FENCED, EXIT_INCOMPATIBLE_SCHEMA, WorkerError
 from graphile_py.events import guarded
 from graphile_py.jobs import Job
@@ -429,6 +430,27 @@ class WorkerPool:
         if not self.options.prepared_statements or listen is not None or not heard:
             # Probably pooled: a session setting would leak to the pooler's other clients.
             self._heartbeat.session_settings = False
+        if not self.options.prepared_statements:
+            self._use_claim_function()
+
+    def _use_claim_function(self) -> None:
+        """Without prepared statements, claim single jobs through the side schema's
+        claim_next, whose plan the server keeps, when the side schema is installed."""
+        side = self.options.resolved_side_schema
+        with (
+            map_db_errors("Checking the side schema"),
+            psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn,
+        ):
+            ready = side_schema_ready(conn, side)
+        if ready:
+            self._claims.claim_function_schema = side
+        else:
+            logger.info(
+                "Prepared statements are off and the side schema %r is not installed (or is"
+                " older than this graphile-py): each claim is planned again by the server."
+                " Run `graphile-py migrate` to claim through its claim_next function",
+                side,
+            )
 
     def _use_poll_interval(self, seconds: float) -> None:
         self.options = dataclasses.replace(self.options, poll_interval=seconds)

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from graphile_py import add_job
+from graphile_py import JobSpec, add_job, add_jobs
 from graphile_py.db.claims import ClaimStatements
+from graphile_py.db.side_schema import side_schema_for
 from tests.support import TestDatabase
+from tests.support.workers import jobs_rows, make_pool
 
 WAITING = 60_000
 
@@ -69,3 +71,57 @@ def test_many_future_jobs_keep_the_claim_on_the_index(db: TestDatabase, batch: b
             identifiers=identifiers,
         )
         assert [job.id for job in claimed] == [due]
+
+
+def _claim_calls(db: TestDatabase) -> int:
+    """How many times the side schema's claim_next ran (track_functions is on for the test)."""
+    with db.connect() as conn:
+        conn.execute("select pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "select coalesce(sum(calls), 0) from pg_stat_user_functions"
+            " where funcname = 'claim_next' and schemaname = %s",
+            (side_schema_for(db.schema),),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_without_prepared_statements_single_claims_go_through_claim_next(
+    db: TestDatabase,
+) -> None:
+    """Through a transaction-mode pooler a client statement is planned on every claim;
+    the side schema's function keeps its plan. Same jobs, same order, each once."""
+    with db.connect() as conn:
+        conn.execute(
+            sql.SQL("alter database {} set track_functions = 'pl'").format(sql.Identifier(db.name))
+        )
+        specs = [JobSpec("t", {"n": n}, priority=-(n % 3)) for n in range(12)]
+        specs += [JobSpec("t", {"n": 100 + n}, queue_name="serial") for n in range(4)]
+        add_jobs(conn, specs, schema=db.schema)
+    ran: list[int] = []
+    pool = make_pool(
+        db, {"t": lambda p, h: ran.append(p["n"])}, once=True, prepared_statements=False
+    )
+    assert pool.run() == 0
+    assert pool._claims.claim_function_schema == side_schema_for(db.schema)
+    assert sorted(ran) == sorted([*range(12), *range(100, 104)])
+    assert ran.index(100) < ran.index(101) < ran.index(102) < ran.index(103)
+    assert jobs_rows(db) == []
+    # Every claim but those after a named queue's job (which release the queue first).
+    assert _claim_calls(db) >= 12
+
+
+def test_without_the_side_schema_claims_fall_back_to_the_client_statement(
+    db: TestDatabase,
+) -> None:
+    with db.connect() as conn:
+        conn.execute(
+            sql.SQL("drop schema {} cascade").format(sql.Identifier(side_schema_for(db.schema)))
+        )
+        add_jobs(conn, [JobSpec("t", {"n": n}) for n in range(5)], schema=db.schema)
+    ran: list[int] = []
+    pool = make_pool(
+        db, {"t": lambda p, h: ran.append(p["n"])}, once=True, prepared_statements=False
+    )
+    assert pool.run() == 0
+    assert pool._claims.claim_function_schema is None
+    assert sorted(ran) == list(range(5))
