@@ -40,6 +40,7 @@ from graphile_py import (
 from graphile_py.cli import main
 from graphile_py.cron.crontab import parse_crontab
 from graphile_py.cron.scheduler import CronScheduler
+from graphile_py.db.side_schema import side_schema_for
 from graphile_py.db.translate import translate_error
 from graphile_py.tasks import validate_task_map
 from tests.support import TestDatabase
@@ -164,7 +165,11 @@ def test_what_postgres_does_with_the_json_escape(db: TestDatabase) -> None:
 def test_plain_non_ascii_payloads_still_pass(db: TestDatabase) -> None:
     with db.connect() as conn:
         add_job(conn, "greet", {"name": "Zoë 😀"}, schema=db.schema)
-        add_jobs(conn, [JobSpec("greet", {"name": "Zoë 😀", "n": n}) for n in range(3)])
+        add_jobs(
+            conn,
+            [JobSpec("greet", {"name": "Zoë 😀", "n": n}) for n in range(3)],
+            schema=db.schema,
+        )
     assert {json.dumps(row["payload"], ensure_ascii=False) for row in jobs_rows(db)} >= {
         '{"name": "Zoë 😀"}'
     }
@@ -412,7 +417,11 @@ def _deep(n: int) -> None:
 
 def _history_errors(db: TestDatabase) -> list[str]:
     with db.connect() as conn:
-        rows = conn.execute("select error from graphile_py.job_attempts order by id").fetchall()
+        rows = conn.execute(
+            sql.SQL("select error from {}.job_attempts order by id").format(
+                sql.Identifier(side_schema_for(db.schema))
+            )
+        ).fetchall()
     return [row[0] for row in rows]
 
 
