@@ -231,6 +231,23 @@ def test_reschedule_and_remove_from_the_page(utils: WorkerUtils, page: Any) -> N
     assert page.console_errors == []
 
 
+def test_rescheduling_a_permanently_failed_job_says_it_stays_failed(
+    utils: WorkerUtils, page: Any
+) -> None:
+    """Reschedule keeps attempts: the page says the job is still failed, and how to retry."""
+    failed = utils.add_job("report", {"month": "2026-09"}, max_attempts=1)
+    utils.permanently_fail_jobs([failed.id], "the report server is down")
+    with BackgroundServer(create_app(utils, allow_actions=True)) as server:
+        page.goto(f"{server.url}/#/jobs/{failed.id}")
+        sync_api.expect(page.locator("#detail-error")).to_contain_text("report server")
+        page.locator("#reschedule-at").fill("2031-02-03T04:05:06")
+        page.locator("#reschedule").click()
+        banner = page.locator("#banner")
+        sync_api.expect(banner).to_contain_text("stays permanently failed (attempt 1 of 1)")
+        sync_api.expect(banner).to_contain_text("use Retry")
+    assert page.console_errors == []
+
+
 def test_workers_page_history_view_and_a_gone_jobs_attempts(
     db: TestDatabase, utils: WorkerUtils, page: Any
 ) -> None:

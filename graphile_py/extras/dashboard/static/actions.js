@@ -48,7 +48,12 @@ export function wireActions() {
   });
   $("reschedule").addEventListener("click", () => {
     const id = state.selected;
-    act("Job " + id + " rescheduled.", () =>
+    // Rescheduling keeps a job's attempts (as graphile-worker's reschedule_jobs does): a
+    // job that has used them all stays failed, and the banner says so instead of "done".
+    act((job) => job.state === "failed"
+      ? "Job " + id + " was moved, but it stays permanently failed (attempt " + job.attempts
+        + " of " + job.max_attempts + "): use Retry to run it again with its attempts reset."
+      : "Job " + id + " rescheduled.", () =>
       api("/jobs/" + id + "/reschedule", { method: "POST", body: { run_at: localToIso($("reschedule-at").value) } }));
   });
   $("remove").addEventListener("click", () => {
