@@ -25,13 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from graphile_py.db import map_db_errors, statements_for
 from graphile_py.db.lease import ConnectionLease
-from graphile_py.db.pooler import (
-    PROBE_TIMEOUT,
-    connect_kwargs,
-    notifications_arrive,
-    prepared_statements_work,
-)
-from graphile_py.db.side_schema import side_schema_ready
+from graphile_py.db.pooler import connect_kwargs
 from graphile_py.errors import EXIT_FENCED, EXIT_INCOMPATIBLE_SCHEMA, WorkerError
 from graphile_py.events import guarded
 from graphile_py.jobs import Job
@@ -42,6 +36,7 @@ from graphile_py.pool.heartbeat import Heartbeat
 from graphile_py.pool.listener import Listener
 from graphile_py.pool.options import WorkerOptions
 from graphile_py.pool.outcomes import OutcomeWriter, history_for, prune_history
+from graphile_py.pool.pooler_check import probe_pooler
 from graphile_py.pool.shutdown import StopRequest, finish_jobs
 from graphile_py.pool.sweeper import sweep_stale_locks
 from graphile_py.tasks import TaskFunction, TaskRegistry, validate_task_map
@@ -390,67 +385,16 @@ class WorkerPool:
     # -- internals -----------------------------------------------------------------------
 
     def _check_pooler(self) -> None:
-        """Check what a transaction-mode pooler would break, and work around it (with a word).
-
-        A job's NOTIFY must reach our LISTEN (on the listen URL, else the connection):
-        if it does not, idle workers poll every ``fallback_poll_interval``. Prepared
-        statements must work through the connection: if they do not, they are turned
-        off. Run-once pools do not listen, so they only check the second.
-        """
-        opts, conninfo = self.options, self._conninfo
-        listen = opts.listen_conninfo
-        heard = self.once or notifications_arrive(listen or conninfo, conninfo)
-        if not heard:
-            poll = min(opts.poll_interval, opts.fallback_poll_interval)
-            logger.warning(
-                "Notifications do not arrive: a NOTIFY sent through the connection did not"
-                " reach a LISTEN on %s within %gs. %s New jobs will be found by polling"
-                " every %gs (fallback_poll_interval) instead of at once. To be woken at"
-                " once, give --listen-url (GRAPHILE_PY_LISTEN_URL) a direct connection to"
-                " PostgreSQL or to a session-mode pool.",
-                "the listen URL" if listen else "the same connection",
-                PROBE_TIMEOUT,
-                "The listen URL probably goes through a transaction-mode pooler too."
-                if listen
-                else "The connection probably goes through a transaction-mode pooler"
-                " (PgBouncer with pool_mode = transaction), which cannot hold a LISTEN.",
-                poll,
-            )
-            self._use_poll_interval(poll)
-        if opts.prepared_statements and not prepared_statements_work(conninfo):
-            logger.warning(
-                "Server-side prepared statements break through this connection (a"
-                " transaction-mode pooler, such as PgBouncer before 1.21 or with"
-                " max_prepared_statements = 0): prepared statements are turned off. Set"
-                " prepared_statements = false (--no-prepared-statements) to skip this check"
-            )
+        """Work around what a transaction-mode pooler would break (see pooler_check)."""
+        found = probe_pooler(self.options, self._conninfo, once=self.once)
+        if found.poll_interval is not None:
+            self._use_poll_interval(found.poll_interval)
+        if not found.prepared_statements and self.options.prepared_statements:
             self.options = dataclasses.replace(self.options, prepared_statements=False)
             self._claims.options = self.options
             self._connect_kwargs.update(connect_kwargs(prepared_statements=False))
-        if not self.options.prepared_statements or listen is not None or not heard:
-            # Probably pooled: a session setting would leak to the pooler's other clients.
-            self._heartbeat.session_settings = False
-        if not self.options.prepared_statements:
-            self._use_claim_function()
-
-    def _use_claim_function(self) -> None:
-        """Without prepared statements, claim single jobs through the side schema's
-        claim_next, whose plan the server keeps, when the side schema is installed."""
-        side = self.options.resolved_side_schema
-        with (
-            map_db_errors("Checking the side schema"),
-            psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn,
-        ):
-            ready = side_schema_ready(conn, side)
-        if ready:
-            self._claims.claim_function_schema = side
-        else:
-            logger.info(
-                "Prepared statements are off and the side schema %r is not installed (or is"
-                " older than this graphile-py): each claim is planned again by the server."
-                " Run `graphile-py migrate` to claim through its claim_next function",
-                side,
-            )
+        self._heartbeat.session_settings = found.session_settings
+        self._claims.claim_function_schema = found.claim_function_schema
 
     def _use_poll_interval(self, seconds: float) -> None:
         self.options = dataclasses.replace(self.options, poll_interval=seconds)
