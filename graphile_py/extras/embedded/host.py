@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import secrets
 import socket
 import stat
 import subprocess
@@ -35,11 +36,13 @@ __all__ = [
     "exe",
     "grant_search",
     "holder_alive",
+    "live_holders",
     "load_psutil",
     "pick_port",
     "port_free",
     "postmaster_state",
     "read_pid_file",
+    "register_holder",
     "rotate",
     "run_as_user",
     "same_path",
@@ -256,6 +259,36 @@ def holder_alive(pid: int, started_ms: int) -> bool:
     except psutil.AccessDenied:  # exists, cannot tell more: keep the server for it
         return True
     return abs(created * 1000 - started_ms) <= 1000
+
+
+def register_holder(data_dir: Path) -> Path:
+    """Record this process as a user of the server in ``data_dir`` (a file per holder)."""
+    holders = data_dir / "holders"
+    holders.mkdir(exist_ok=True)
+    started_ms = int(create_time(os.getpid()) * 1000)
+    path = holders / f"{os.getpid()}-{started_ms}-{secrets.token_hex(4)}"
+    path.touch()
+    return path
+
+
+def live_holders(data_dir: Path) -> list[Path]:
+    """Holder files of live processes; removes those of processes that are gone."""
+    holders = data_dir / "holders"
+    if not holders.is_dir():
+        return []
+    live = []
+    for path in holders.iterdir():
+        try:
+            pid_text, started_text, _ = path.name.split("-", 2)
+            pid, started_ms = int(pid_text), int(started_text)
+        except ValueError:
+            path.unlink(missing_ok=True)
+            continue
+        if holder_alive(pid, started_ms):
+            live.append(path)
+        else:
+            path.unlink(missing_ok=True)
+    return live
 
 
 def create_time(pid: int) -> float:

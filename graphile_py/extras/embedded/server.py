@@ -65,15 +65,15 @@ from graphile_py.extras.embedded.host import (
     HOST,
     FileLock,
     User,
-    create_time,
     exe,
     grant_search,
-    holder_alive,
+    live_holders,
     load_psutil,
     pick_port,
     port_free,
     postmaster_state,
     read_pid_file,
+    register_holder,
     rotate,
     run_as_user,
     same_path,
@@ -206,9 +206,9 @@ class EmbeddedPostgres:
                 shutil.rmtree(self.data_dir / "holders", ignore_errors=True)
             try:
                 self._ensure_database(port, password)
-                self._holder = self._register_holder()
+                self._holder = register_holder(self.data_dir)
             except BaseException:
-                if started and not self._live_holders():
+                if started and not live_holders(self.data_dir):
                     self._stop_server(binaries, run_as)
                 raise
         self.port = port
@@ -232,7 +232,7 @@ class EmbeddedPostgres:
             self._holder.unlink(missing_ok=True)
             self._holder = None
             self._dsn = None
-            others = self._live_holders()
+            others = live_holders(self.data_dir)
             if others:
                 logger.info(
                     "embedded PostgreSQL left running: %s of %s",
@@ -469,35 +469,6 @@ class EmbeddedPostgres:
                 f"{Path(command[0]).name} failed (exit status {result}); "
                 f"see {self.log_file}:\n{tail(self.log_file)}"
             )
-
-    # -- holders ---------------------------------------------------------------------------
-
-    def _register_holder(self) -> Path:
-        holders = self.data_dir / "holders"
-        holders.mkdir(exist_ok=True)
-        started_ms = int(create_time(os.getpid()) * 1000)
-        path = holders / f"{os.getpid()}-{started_ms}-{secrets.token_hex(4)}"
-        path.touch()
-        return path
-
-    def _live_holders(self) -> list[Path]:
-        """Holder files of live processes; removes those of processes that are gone."""
-        holders = self.data_dir / "holders"
-        if not holders.is_dir():
-            return []
-        live = []
-        for path in holders.iterdir():
-            try:
-                pid_text, started_text, _ = path.name.split("-", 2)
-                pid, started_ms = int(pid_text), int(started_text)
-            except ValueError:
-                path.unlink(missing_ok=True)
-                continue
-            if holder_alive(pid, started_ms):
-                live.append(path)
-            else:
-                path.unlink(missing_ok=True)
-        return live
 
 
 # -- helpers -------------------------------------------------------------------------------
