@@ -4,10 +4,11 @@
 (``migrate``, ``worker``); ``admin.py`` ``add-job``, ``cleanup`` and ``unlock``;
 ``ops.py`` (with ``tables.py``) ``status``, ``jobs``, ``queues`` and ``cron``;
 ``history.py`` ``jobs history`` and ``jobs replay``; ``workers.py`` ``workers``;
+``indexes.py`` ``task-index``;
 ``dashboard.py`` the web dashboard.
 """
 
-from graphile_py.cli import admin, dashboard, history, ops, run, workers  # noqa: F401 - importing registers the commands
+from graphile_py.cli import admin, dashboard, history, indexes, ops, run, workers  # noqa: F401 - importing registers the commands
 from graphile_py.cli.group import main
 
 __all__ = ["main"]

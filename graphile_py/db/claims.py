@@ -45,9 +45,9 @@ class ClaimStatements(StatementSet):
 
     def __init__(self, schema: str) -> None:
         super().__init__(schema)
-        self._claim: dict[tuple[bool, bool, bool, bool], bytes] = {}
-        self._claim_recording: dict[tuple[bool, bool, str], bytes] = {}
-        self._claim_function: dict[str, bytes] = {}
+        self._claim: dict[tuple[bool, bool, bool, bool, bool], bytes] = {}
+        self._claim_recording: dict[tuple[bool, bool, str, bool], bytes] = {}
+        self._claim_function: dict[tuple[str, bool], bytes] = {}
 
     def claim_next(
         self,
@@ -58,20 +58,23 @@ class ClaimStatements(StatementSet):
         task_ids: Sequence[int],
         done_id: int | None = None,
         identifiers: Mapping[int, str] | None = None,
+        per_task: bool = False,
     ) -> list[Job]:
         """The one-job claim (after completing ``done_id``, if given) through the side
-        schema's ``claim_next`` function (side migration 2).
+        schema's ``claim_next`` function (side migration 2), or with ``per_task`` its
+        ``claim_next_by_task`` (side migration 3, for graphile_py_jobs_task_index).
 
         For connections without prepared statements (a transaction-mode pooler): the
         function's plan is kept by the server backend, where the same statement sent by
         the client would be planned again on every claim. No forbidden flags, no Node
         time, no history: the pool uses the client statements for those.
         """
-        statement = self._claim_function.get(side_schema)
+        statement = self._claim_function.get((side_schema, per_task))
         if statement is None:
             side = sql.SQL(sql.Identifier(side_schema).as_string(None).replace("%", "%%"))
-            statement = self._claim_function[side_schema] = self.compose(
-                "select " + ", ".join(JOB_COLUMNS) + " from {side}.claim_next("
+            function = "claim_next_by_task" if per_task else "claim_next"
+            statement = self._claim_function[(side_schema, per_task)] = self.compose(
+                "select " + ", ".join(JOB_COLUMNS) + " from {side}." + function + "("
                 "%(done)s::bigint, %(pool)s::text, %(task_ids)s::int[])",
                 side=side,
             )
@@ -81,29 +84,41 @@ class ClaimStatements(StatementSet):
             return jobs_from_rows(cur.fetchall(), identifiers)
 
     def claim_statement(
-        self, *, batch: bool, flags: bool, node_time: bool, complete_first: bool = False
+        self,
+        *,
+        batch: bool,
+        flags: bool,
+        node_time: bool,
+        complete_first: bool = False,
+        per_task: bool = False,
     ) -> bytes:
         """The claim statement variant for a batch size, forbidden flags and clock source.
 
-        With ``complete_first`` it also deletes the finished job ``%(done)s`` first.
+        With ``complete_first`` it also deletes the finished job ``%(done)s`` first. With
+        ``per_task`` it claims each task's jobs apart, through graphile_py_jobs_task_index
+        (:mod:`graphile_py.db.task_index`), for a pool that found that index at start.
         """
-        key = (batch, flags, node_time, complete_first)
+        key = (batch, flags, node_time, complete_first, per_task)
         statement = self._claim.get(key)
         if statement is None:
             statement = self._claim[key] = self.compose(
-                _claim_template(batch=batch, flags=flags, complete_first=complete_first),
+                _claim_template(
+                    batch=batch, flags=flags, complete_first=complete_first, per_task=per_task
+                ),
                 now=sql.SQL("%(now)s::timestamptz" if node_time else "now()"),
             )
         return statement
 
     def complete_recording_and_claim_statement(
-        self, history: History, *, flags: bool, node_time: bool
+        self, history: History, *, flags: bool, node_time: bool, per_task: bool = False
     ) -> bytes:
         """The complete-first claim that also records the completed attempt in ``history``."""
-        key = (flags, node_time, history.side_schema)
+        key = (flags, node_time, history.side_schema, per_task)
         statement = self._claim_recording.get(key)
         if statement is None:
-            template = _claim_template(batch=False, flags=flags, complete_first=True, record=True)
+            template = _claim_template(
+                batch=False, flags=flags, complete_first=True, record=True, per_task=per_task
+            )
             statement = self._claim_recording[key] = history.statements.compose(
                 template, now=sql.SQL("%(now)s::timestamptz" if node_time else "now()")
             )
@@ -119,15 +134,19 @@ class ClaimStatements(StatementSet):
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
         identifiers: Mapping[int, str] | None = None,
+        per_task: bool = False,
     ) -> list[Job]:
         """Lock up to ``batch_size`` ready jobs for ``pool_id``.
 
         ``identifiers`` (task id to task identifier) labels the jobs; the claim never
-        returns a task outside ``task_ids``.
+        returns a task outside ``task_ids``. ``per_task`` as in :meth:`claim_statement`.
         """
         params = _claim_params(pool_id, task_ids, batch_size, forbidden_flags, now)
         statement = self.claim_statement(
-            batch=batch_size > 1, flags="flags" in params, node_time=now is not None
+            batch=batch_size > 1,
+            flags="flags" in params,
+            node_time=now is not None,
+            per_task=per_task,
         )
         with map_db_errors("Claiming jobs"), conn.cursor() as cur:
             cur.execute(statement, params)
@@ -146,6 +165,7 @@ class ClaimStatements(StatementSet):
         history: History | None = None,
         started_at: float | None = None,
         done_task: str = "",
+        per_task: bool = False,
     ) -> list[Job]:
         """Delete finished job ``done_id`` (of no named queue) and claim the next, atomically.
 
@@ -164,14 +184,18 @@ class ClaimStatements(StatementSet):
         params["done"] = done_id
         if history is None:
             statement = self.claim_statement(
-                batch=False, flags="flags" in params, node_time=now is not None, complete_first=True
+                batch=False,
+                flags="flags" in params,
+                node_time=now is not None,
+                complete_first=True,
+                per_task=per_task,
             )
         else:
             params["started"] = started_at
             params["task"] = done_task
             params["payload_limit"] = history.payload_limit
             statement = self.complete_recording_and_claim_statement(
-                history, flags="flags" in params, node_time=now is not None
+                history, flags="flags" in params, node_time=now is not None, per_task=per_task
             )
         with map_db_errors("Completing a job and claiming the next"), conn.cursor() as cur:
             cur.execute(statement, params)
@@ -213,7 +237,12 @@ def _claim_params(
 
 
 def _claim_template(
-    *, batch: bool, flags: bool, complete_first: bool = False, record: bool = False
+    *,
+    batch: bool,
+    flags: bool,
+    complete_first: bool = False,
+    record: bool = False,
+    per_task: bool = False,
 ) -> str:
     # "Queue strategy 2" of graphile-worker: lock available queue rows up front with SKIP
     # LOCKED, then pick jobs that have no queue or whose queue we now hold.
@@ -223,19 +252,39 @@ def _claim_template(
     # than a parameter: the generic plan is then as cheap as a custom one, and the
     # prepared statement stops being planned again on every execution.
     flag_filter = " and (jobs.flags ?| %(flags)s::text[]) is not true" if flags else ""
-    candidates = (
-        "candidates as (select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
-        " from {schema}._private_jobs as jobs"
-        " where jobs.is_available = true and jobs.run_at <= (select {now})"
-        " and jobs.task_id = any(%(task_ids)s::int[])"
+    limit = "%(limit)s" if batch else "1"
+    ready = (
+        " jobs.is_available = true and jobs.run_at <= (select {now})"
         " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
         "select queues.id from {schema}._private_job_queues as queues"
-        " where queues.is_available = true for update skip locked))"
-        + flag_filter
-        + " order by jobs.priority asc, jobs.run_at asc limit "
-        + ("%(limit)s" if batch else "1")
-        + " for update skip locked)"
+        " where queues.is_available = true for update skip locked))" + flag_filter
     )
+    if per_task:
+        # Through graphile_py_jobs_task_index (db/task_index.py): for each of our tasks its
+        # first jobs in claim order, locked (SKIP LOCKED) under that task's own limit, so
+        # a job another pool holds is stepped over within its task; then the first of
+        # those overall. Due jobs of tasks we do not serve are never read.
+        candidates = (
+            "candidates as (select picked.id, picked.job_queue_id, picked.priority, picked.run_at"
+            " from unnest(%(task_ids)s::int[]) as wanted(task_id) cross join lateral ("
+            "select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+            " from {schema}._private_jobs as jobs where jobs.task_id = wanted.task_id and"
+            + ready
+            + " order by jobs.priority asc, jobs.run_at asc limit "
+            + limit
+            + " for update of jobs skip locked) as picked"
+            " order by picked.priority asc, picked.run_at asc limit " + limit + ")"
+        )
+    else:
+        candidates = (
+            "candidates as (select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+            " from {schema}._private_jobs as jobs where jobs.task_id = any(%(task_ids)s::int[])"
+            " and"
+            + ready
+            + " order by jobs.priority asc, jobs.run_at asc limit "
+            + limit
+            + " for update skip locked)"
+        )
     if batch:
         # A batch must never hold two jobs of one named queue: that would run them at once,
         # and the first completion would unlock the queue under the second.

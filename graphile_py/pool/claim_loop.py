@@ -25,6 +25,7 @@ import psycopg
 from graphile_py.db import Statements, borrow, map_db_errors
 from graphile_py.db.lease import ConnectionLease
 from graphile_py.db.retry import with_retries
+from graphile_py.db.task_index import TASK_INDEX_NAME, task_index_usable
 from graphile_py.errors import GraphileError, WorkerError
 from graphile_py.events import WorkerEvents
 from graphile_py.jobs import Job
@@ -86,6 +87,9 @@ class ClaimLoop:
         #: The side schema whose claim_next function claims single jobs, when prepared
         #: statements are off and it is installed (see WorkerPool._check_pooler); else None.
         self.claim_function_schema: str | None = None
+        #: True when graphile_py_jobs_task_index was there and valid at start: claims then
+        #: look up each task's jobs apart (db/task_index.py).
+        self.per_task = False
         self.local_queue: LocalQueue | None = None
         self.slots = SlotTable(self._new_slot, options.concurrency)
 
@@ -116,12 +120,17 @@ class ClaimLoop:
         def register() -> dict[int, str]:
             with self.connection() as conn:
                 self.outcomes.check_history(conn)  # history on needs its table: say so now
+                self.per_task = task_index_usable(conn, self.options.schema)
                 return self.statements.register_task_identifiers(conn, list(self.tasks))
 
         self._identifier_by_task_id = with_retries(
             register, description="Registering tasks", wait=wait
         )
         self._task_ids = list(self._identifier_by_task_id)
+        if self.per_task:
+            logger.info(
+                "Claiming per task through the index %s (graphile-py task-index)", TASK_INDEX_NAME
+            )
 
     def start_local_queue(self, size: int) -> None:
         """Claim jobs in batches of ``size`` from now on, and hand them out from memory."""
@@ -184,6 +193,7 @@ class ClaimLoop:
                     pool_id=self.pool_id,
                     task_ids=self._task_ids,
                     identifiers=self._identifier_by_task_id,
+                    per_task=self.per_task,
                 )
             return self.statements.claim_jobs(
                 conn,
@@ -193,6 +203,7 @@ class ClaimLoop:
                 forbidden_flags=flags,
                 now=now,
                 identifiers=self._identifier_by_task_id,
+                per_task=self.per_task,
             )
 
     def _claim_function_for(self, batch_size: int, flags: Sequence[str] | None) -> str | None:
@@ -327,6 +338,7 @@ class ClaimLoop:
                         task_ids=self._task_ids,
                         done_id=job.id,
                         identifiers=self._identifier_by_task_id,
+                        per_task=self.per_task,
                     )
                 elif outcome.succeeded:
                     # The common case: one statement deletes the job and claims the next.
@@ -341,6 +353,7 @@ class ClaimLoop:
                         history=self.outcomes.history,
                         started_at=outcome.started_at,
                         done_task=job.task_identifier,
+                        per_task=self.per_task,
                     )
                 else:
                     with (
@@ -355,6 +368,7 @@ class ClaimLoop:
                             forbidden_flags=flags,
                             now=now,
                             identifiers=self._identifier_by_task_id,
+                            per_task=self.per_task,
                         )
         except GraphileError as exc:
             logger.debug("Pipelined write failed (%s); writing the outcome on its own", exc)

@@ -1,0 +1,56 @@
+-- claim_next for a database with graphile-py's optional per-task index
+-- (graphile_py_jobs_task_index, installed by `graphile-py task-index install`): the same
+-- one-job claim as claim_next (side migration 2), but each of the pool's tasks is looked
+-- up apart, so due jobs of tasks the pool does not serve (a Node backlog) are never read.
+-- Its first due job per task is locked (SKIP LOCKED) under that task's own limit, then
+-- the first of those in claim order is taken. Pools call it only when they found the
+-- index valid at start; without the index it is still correct, only slower.
+create function :GRAPHILE_PY_SCHEMA.claim_next_by_task(done bigint, pool text, task_ids int[])
+returns table (
+  id bigint, payload json, job_queue_id int, task_id int, priority smallint,
+  run_at timestamptz, attempts smallint, max_attempts smallint, last_error text,
+  created_at timestamptz, updated_at timestamptz, key text, locked_at timestamptz,
+  locked_by text, revision int, flags jsonb, is_available boolean
+)
+language plpgsql volatile
+as $graphile_py_claim_next_by_task$
+#variable_conflict use_column
+begin
+  return query
+  with completed as (
+    delete from :GRAPHILE_WORKER_SCHEMA._private_jobs as jobs
+    where jobs.id = claim_next_by_task.done
+      and (jobs.locked_by = claim_next_by_task.pool or jobs.locked_by is null)
+  ),
+  candidates as (
+    select picked.id, picked.job_queue_id, picked.priority, picked.run_at
+    from unnest(claim_next_by_task.task_ids) as wanted(task_id)
+    cross join lateral (
+      select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at
+      from :GRAPHILE_WORKER_SCHEMA._private_jobs as jobs
+      where jobs.task_id = wanted.task_id
+        and jobs.is_available = true and jobs.run_at <= (select now())
+        and (jobs.job_queue_id is null or jobs.job_queue_id in (
+          select queues.id from :GRAPHILE_WORKER_SCHEMA._private_job_queues as queues
+          where queues.is_available = true for update skip locked))
+      order by jobs.priority asc, jobs.run_at asc
+      limit 1
+      for update of jobs skip locked
+    ) as picked
+    order by picked.priority asc, picked.run_at asc
+    limit 1
+  ),
+  locked_queues as (
+    update :GRAPHILE_WORKER_SCHEMA._private_job_queues as queues
+    set locked_by = claim_next_by_task.pool, locked_at = now()
+    from candidates where queues.id = candidates.job_queue_id
+  )
+  update :GRAPHILE_WORKER_SCHEMA._private_jobs as jobs
+  set attempts = jobs.attempts + 1, locked_by = claim_next_by_task.pool, locked_at = now()
+  from candidates where jobs.id = candidates.id
+  returning jobs.id, jobs.payload, jobs.job_queue_id, jobs.task_id, jobs.priority,
+    jobs.run_at, jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at,
+    jobs.updated_at, jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags,
+    jobs.is_available;
+end
+$graphile_py_claim_next_by_task$;
