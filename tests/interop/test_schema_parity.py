@@ -23,6 +23,12 @@ from graphile_py.db.side_schema import (
     side_schema_for,
     side_schema_ready,
 )
+from graphile_py.db.task_index import (
+    TASK_INDEX_COLUMNS,
+    TASK_INDEX_NAME,
+    drop_task_index,
+    install_task_index,
+)
 from tests.interop.node_schema import (
     DEFAULT_SCHEMA,
     ODD_SCHEMA,
@@ -32,7 +38,7 @@ from tests.interop.node_schema import (
     upstream_migrations,
 )
 from tests.support import TestDatabase, create_database, drop_database, unique_name
-from tests.support.catalog import diff_snapshots, snapshot
+from tests.support.catalog import SCHEMA_TOKEN, diff_snapshots, snapshot
 
 pytestmark = pytest.mark.node
 
@@ -222,3 +228,52 @@ def test_the_side_schema_leaves_the_worker_catalog_unchanged(make_db: MakeDb, sc
             range(1, latest_known_side_migration() + 1)
         )
         _assert_same(before, snapshot(conn, schema), ("before side schema", "after"))
+
+
+def _without_task_index(catalog: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The snapshot without graphile_py_jobs_task_index, and what was taken out."""
+    removed: list[dict[str, Any]] = []
+    rest = dict(catalog)
+    for key in ("index_relations", "indexes"):
+        rest[key] = [entry for entry in catalog[key] if entry["name"] != TASK_INDEX_NAME]
+        removed += [entry for entry in catalog[key] if entry["name"] == TASK_INDEX_NAME]
+    return rest, removed
+
+
+@pytest.mark.parametrize(("schema", "step"), [(DEFAULT_SCHEMA, 16), (ODD_SCHEMA, 20)])
+def test_the_task_index_is_the_only_difference_and_node_still_migrates(
+    make_db: MakeDb,
+    node_worker: Path,
+    node_reference: Callable[[str], dict[str, Any]],
+    schema: str,
+    step: int,
+) -> None:
+    """graphile-py's opt-in per-task index (``graphile-py task-index install``) is allowed,
+    and nothing else: the catalog equals Node's but for exactly that one index, before
+    and after Node's migrations run on top of it (from 17 when installed at step 16, the
+    first with ``_private_jobs``)."""
+    database = make_db(schema=schema)
+    with database.connect() as conn:
+        migrate(conn, schema=schema, target=step)
+        status, built = install_task_index(conn, schema)
+        assert built and status.usable
+    if step < 20:
+        theirs = make_db(schema=schema)
+        with theirs.connect() as conn:
+            apply_upstream(conn, node_worker, schema, target=step)
+        rest, removed = _without_task_index(_snapshot_of(database))
+        _assert_same(_snapshot_of(theirs), rest, (f"node 1..{step}", f"ours 1..{step} + index"))
+        assert len(removed) == 2
+    _run_node(node_worker, database)
+    rest, removed = _without_task_index(_snapshot_of(database))
+    _assert_same(node_reference(schema), rest, ("node only", "ours + index + node"))
+    index_relation, index = sorted(removed, key=lambda entry: "definition" in entry)
+    assert index_relation["kind"] == "i" and index_relation["name"] == TASK_INDEX_NAME
+    assert index["relation"] == "_private_jobs" and index["is_valid"]
+    assert index["definition"] == (
+        f"CREATE INDEX {TASK_INDEX_NAME} ON {SCHEMA_TOKEN}._private_jobs {TASK_INDEX_COLUMNS}"
+    )
+    # Dropped, the catalog is Node's exactly.
+    with database.connect() as conn:
+        assert drop_task_index(conn, schema)
+    _assert_same(node_reference(schema), _snapshot_of(database), ("node only", "index dropped"))
