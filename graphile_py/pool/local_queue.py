@@ -51,6 +51,8 @@ class LocalQueue:
         self._cached_since = 0.0
         self._fetching = False
         self._pulsed = False
+        #: No fetch before this (monotonic) time unless pulsed: set by an empty fetch.
+        self._next_fetch_at = 0.0
         self._released = False
         self._ttl_thread = threading.Thread(
             target=self._expire, name="graphile-py-local-queue", daemon=True
@@ -63,6 +65,7 @@ class LocalQueue:
         Blocks while there is nothing to do, for at most the poll interval, and returns
         None then; in run-once mode it returns None at once when a fetch found nothing.
         """
+        deadline = time.monotonic() + self._poll_interval
         with self._cond:
             while True:
                 if self._released or give_up.is_set():
@@ -72,11 +75,19 @@ class LocalQueue:
                     if self._jobs:
                         self._cond.notify()  # more for another waiting worker
                     return job
-                if not self._fetching:
+                now = time.monotonic()
+                if not self._fetching and (self._pulsed or now >= self._next_fetch_at):
                     self._fetching = True
                     self._pulsed = False
                     break
-                self._cond.wait(self._poll_interval)
+                if now >= deadline:
+                    return None
+                # Idle after an empty fetch: the next one waits for a pulse (new jobs
+                # announced) or the poll interval. Without this, every fetch's wake-up
+                # started the next waiter's fetch: an idle pool claimed ~2,500 times a
+                # second.
+                until = deadline if self._fetching else min(deadline, self._next_fetch_at)
+                self._cond.wait(until - now)
         jobs: list[Job] = []
         leftover: list[Job] = []
         try:
@@ -94,17 +105,16 @@ class LocalQueue:
                     self._jobs.extend(jobs)
                     if jobs:
                         self._cached_since = time.monotonic()
+                        self._next_fetch_at = 0.0  # more may be waiting: no pause
+                    elif not self._once:
+                        self._next_fetch_at = time.monotonic() + self._poll_interval
                 self._cond.notify_all()
         if leftover:
             self._return([job.id for job in leftover])
         if jobs:
             return self.get_job(give_up)
-        if self._once:
-            return None
-        with self._cond:
-            # Nothing ready: wait for a pulse or the poll interval, unless one came already.
-            if not self._pulsed and not self._released:
-                self._cond.wait(self._poll_interval)
+        # Nothing ready. The caller asks again, and waits there for a pulse or the poll
+        # interval (in run-once mode, it stops).
         return None
 
     def pulse(self, count: int) -> None:

@@ -122,6 +122,37 @@ def test_local_queue_ttl_returns_jobs_nobody_took(db: TestDatabase) -> None:
     assert all(row["attempts"] == 0 for row in jobs_rows(db) if row["locked_by"] is None)
 
 
+class _CountingGetJob(WorkerEvents):
+    def __init__(self) -> None:
+        self.get_job_calls = 0
+
+    def worker_get_job_start(self, worker_id: str) -> None:
+        self.get_job_calls += 1  # under the GIL: a lost update only lowers the count
+
+
+def test_idle_local_queue_waits_for_pulses_and_fetches_back_to_back_when_busy(
+    db: TestDatabase,
+) -> None:
+    # An idle pool once fetched ~2,500 times a second: each empty fetch's wake-up started
+    # the next waiting worker's fetch. Idle workers must wait for a pulse or the poll
+    # interval; a non-empty fetch must let the next one follow at once.
+    events = _CountingGetJob()
+    seen = Recorder()
+    with running_pool(
+        db,
+        {"job": lambda p, h: seen.add(p["n"])},
+        concurrency=8,
+        local_queue_size=10,
+        poll_interval=60.0,
+        events=events,
+    ):
+        time.sleep(1.5)
+        assert events.get_job_calls < 40, f"{events.get_job_calls} get_job calls while idle"
+        _add_many(db, [JobSpec("job", {"n": n}) for n in range(35)])
+        wait_for(lambda: len(seen.items) == 35, timeout=10)
+    assert sorted(seen.items) == list(range(35))
+
+
 def test_batched_writes_complete_and_fail_in_batches(db: TestDatabase) -> None:
     _add_many(db, [JobSpec("maybe", {"n": n}) for n in range(40)])
 
