@@ -7,52 +7,6 @@ with ``graphile-py worker --tasks module:registry`` or :func:`run_worker`.
 
 import typing as _typing
 
-from graphile_py.admin.inspector import (
-    CronStatus,
-    Inspector,
-    JobFilter,
-    JobRecord,
-    JobState,
-    QueueStatus,
-    QueueStatusReport,
-    StateCounts,
-    TaskStatus,
-)
-from graphile_py.admin.worker_utils import CLEANUP_TASKS, CleanupTask, LockHolder, WorkerUtils
-from graphile_py.db.migrate import MigrationReport, latest_known_migration, migrate
-from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
-from graphile_py.errors import (
-    EXIT_FENCED,
-    EXIT_INCOMPATIBLE_SCHEMA,
-    ConfigurationError,
-    ConnectError,
-    CrontabError,
-    DatabaseError,
-    EmbeddedPostgresError,
-    EmbeddedPostgresUnavailable,
-    GraphileError,
-    IncompatibleSchema,
-    InvalidJobKeyMode,
-    InvalidPayload,
-    JobRejected,
-    LockedJobsBlockMigration,
-    MigrationError,
-    PayloadError,
-    PermanentFailure,
-    SchemaNotInstalled,
-    TaskLoadError,
-    UnsupportedConnection,
-    UnsupportedPostgresVersion,
-    WorkerError,
-)
-from graphile_py.events import CombinedEvents, WorkerEvents, combine_events
-from graphile_py.jobs import Job, JobKeyMode, JobOptions, JobSpec
-from graphile_py.pool.options import WorkerOptions
-from graphile_py.pool.pool import WorkerPool
-from graphile_py.runner import run_once, run_worker
-from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_map
-from graphile_py.typed import TypedTask
-
 __all__ = [
     "CLEANUP_TASKS",
     "EXIT_FENCED",
@@ -123,24 +77,117 @@ __all__ = [
 ]
 
 if _typing.TYPE_CHECKING:
+    from graphile_py.admin.inspector import Inspector
+    from graphile_py.admin.records import (
+        CronStatus,
+        JobFilter,
+        JobRecord,
+        JobState,
+        QueueStatus,
+        QueueStatusReport,
+        StateCounts,
+        TaskStatus,
+    )
+    from graphile_py.admin.worker_utils import (
+        CLEANUP_TASKS,
+        CleanupTask,
+        LockHolder,
+        WorkerUtils,
+    )
     from graphile_py.cron.crontab import CronItem, cron_item, parse_crontab
     from graphile_py.cron.scheduler import CronScheduler, load_crontab_file
+    from graphile_py.db.migrate import MigrationReport, latest_known_migration, migrate
+    from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
+    from graphile_py.errors import (
+        EXIT_FENCED,
+        EXIT_INCOMPATIBLE_SCHEMA,
+        ConfigurationError,
+        ConnectError,
+        CrontabError,
+        DatabaseError,
+        EmbeddedPostgresError,
+        EmbeddedPostgresUnavailable,
+        GraphileError,
+        IncompatibleSchema,
+        InvalidJobKeyMode,
+        InvalidPayload,
+        JobRejected,
+        LockedJobsBlockMigration,
+        MigrationError,
+        PayloadError,
+        PermanentFailure,
+        SchemaNotInstalled,
+        TaskLoadError,
+        UnsupportedConnection,
+        UnsupportedPostgresVersion,
+        WorkerError,
+    )
+    from graphile_py.events import CombinedEvents, WorkerEvents, combine_events
     from graphile_py.extras.metrics.collectors import WorkerMetrics
     from graphile_py.extras.metrics.server import MetricsServer, serve_metrics
+    from graphile_py.jobs import Job, JobKeyMode, JobOptions, JobSpec
+    from graphile_py.pool.options import WorkerOptions
+    from graphile_py.pool.pool import WorkerPool
+    from graphile_py.runner import run_once, run_worker
+    from graphile_py.tasks import JobHelpers, TaskFunction, TaskRegistry, load_task_map
+    from graphile_py.typed import TypedTask
 
-# Cron (and its JSON5 parser) loads on first use: most processes never need it, and
-# start-up time matters for short-lived commands such as `worker --once`. Metrics need
-# the optional `metrics` extra, so they load on first use too.
-_LAZY = {
-    "MetricsServer": "graphile_py.extras.metrics.server",
-    "serve_metrics": "graphile_py.extras.metrics.server",
-    "WorkerMetrics": "graphile_py.extras.metrics.collectors",
-    "CronScheduler": "graphile_py.cron.scheduler",
-    "load_crontab_file": "graphile_py.cron.scheduler",
-    "CronItem": "graphile_py.cron.crontab",
-    "cron_item": "graphile_py.cron.crontab",
-    "parse_crontab": "graphile_py.cron.crontab",
+# Every name loads from its module on first use: a process imports only what it uses.
+# `graphile-py worker --once` must not pay for the inspector, WorkerUtils, cron or
+# pydantic, whose imports took longer than the run itself on an empty queue. Metrics
+# need the optional `metrics` extra. (tests/unit/test_public_api.py gets every name.)
+_MODULES = {
+    "graphile_py.admin.inspector": ("Inspector",),
+    "graphile_py.admin.records": (
+        "CronStatus",
+        "JobFilter",
+        "JobRecord",
+        "JobState",
+        "QueueStatus",
+        "QueueStatusReport",
+        "StateCounts",
+        "TaskStatus",
+    ),
+    "graphile_py.admin.worker_utils": ("CLEANUP_TASKS", "CleanupTask", "LockHolder", "WorkerUtils"),
+    "graphile_py.cron.crontab": ("CronItem", "cron_item", "parse_crontab"),
+    "graphile_py.cron.scheduler": ("CronScheduler", "load_crontab_file"),
+    "graphile_py.db.migrate": ("MigrationReport", "latest_known_migration", "migrate"),
+    "graphile_py.enqueue": ("add_job", "add_job_async", "add_jobs", "add_jobs_async"),
+    "graphile_py.errors": (
+        "EXIT_FENCED",
+        "EXIT_INCOMPATIBLE_SCHEMA",
+        "ConfigurationError",
+        "ConnectError",
+        "CrontabError",
+        "DatabaseError",
+        "EmbeddedPostgresError",
+        "EmbeddedPostgresUnavailable",
+        "GraphileError",
+        "IncompatibleSchema",
+        "InvalidJobKeyMode",
+        "InvalidPayload",
+        "JobRejected",
+        "LockedJobsBlockMigration",
+        "MigrationError",
+        "PayloadError",
+        "PermanentFailure",
+        "SchemaNotInstalled",
+        "TaskLoadError",
+        "UnsupportedConnection",
+        "UnsupportedPostgresVersion",
+        "WorkerError",
+    ),
+    "graphile_py.events": ("CombinedEvents", "WorkerEvents", "combine_events"),
+    "graphile_py.extras.metrics.collectors": ("WorkerMetrics",),
+    "graphile_py.extras.metrics.server": ("MetricsServer", "serve_metrics"),
+    "graphile_py.jobs": ("Job", "JobKeyMode", "JobOptions", "JobSpec"),
+    "graphile_py.pool.options": ("WorkerOptions",),
+    "graphile_py.pool.pool": ("WorkerPool",),
+    "graphile_py.runner": ("run_once", "run_worker"),
+    "graphile_py.tasks": ("JobHelpers", "TaskFunction", "TaskRegistry", "load_task_map"),
+    "graphile_py.typed": ("TypedTask",),
 }
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> _typing.Any:
@@ -152,3 +199,7 @@ def __getattr__(name: str) -> _typing.Any:
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -5,10 +5,11 @@
 ``ops.py`` (with ``tables.py``) ``status``, ``jobs``, ``queues`` and ``cron``;
 ``history.py`` ``jobs history`` and ``jobs replay``; ``workers.py`` ``workers``;
 ``indexes.py`` ``task-index``;
-``dashboard.py`` the web dashboard.
+``dashboard.py`` the web dashboard. Each command's
+module is imported when that command runs (``group.COMMAND_MODULES``), so that a short
+``worker --once`` loads only what it uses.
 """
 
-from graphile_py.cli import admin, dashboard, history, indexes, ops, run, workers  # noqa: F401 - importing registers the commands
 from graphile_py.cli.group import main
 
 __all__ = ["main"]
