@@ -478,5 +478,5 @@ def test_without_prepared_statements_claims_go_through_claim_next_by_task(
             "select funcname, calls from pg_stat_user_functions where schemaname = %s",
             (side_schema_for(db.schema),),
         ).fetchall()
-    calls = dict(row)
+    calls: dict[str, int] = dict(row)
     assert calls.get("claim_next_by_task", 0) >= 9 and "claim_next" not in calls, calls
