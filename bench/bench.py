@@ -24,22 +24,26 @@ import queue
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
+from drain import DrainResult, Started, timed_drain
+
+# pgbouncer_bench.py imports it from here.
+from drain import exactly_once as _exactly_once  # noqa: F401
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from report import LABEL, fmt_num, median
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -47,7 +51,6 @@ RESULTS = BENCH / "results"
 DOCS = ROOT / "docs"
 NODE_GW_VERSION = "0.18.0"
 RUNTIMES = ("py", "node")
-LABEL = {"py": "graphile-py", "node": "Node"}
 SCHEMA = "graphile_worker"
 
 # --------------------------------------------------------------------------------------
@@ -59,27 +62,11 @@ def log(message: str) -> None:
     print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-def fmt_num(value: float, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        text = f"{value:.1f}"
-    else:
-        text = f"{value:.2f}"
-    return text + unit
 
 
 # --------------------------------------------------------------------------------------
@@ -201,10 +188,18 @@ class Databases:
             self.waiting_templates[waiting] = name
         return self.waiting_templates[waiting]
 
+    def extra_template(self, kind: str, install: Callable[[str], None]) -> str:
+        """An empty database that ``install(dsn)`` prepares (a peer's schema), kept to the end."""
+        name = self._name(kind)
+        self._create(name)
+        install(self.dsn(name))
+        return name
+
     @contextmanager
-    def scenario(self, waiting: int = 0) -> Iterator[str]:
+    def scenario(self, waiting: int = 0, template: str | None = None) -> Iterator[str]:
         """A fresh database for one scenario (dropped afterwards); yields its DSN."""
-        template = self.template_with_waiting(waiting) if waiting else self.template
+        if template is None:
+            template = self.template_with_waiting(waiting) if waiting else self.template
         name = self._name("run")
         self._create(name, template)
         try:
@@ -392,16 +387,6 @@ class Proc:
 # the bench
 
 
-@dataclasses.dataclass
-class DrainResult:
-    seconds: float
-    rate: float
-    rss_mb: float
-    ran: int
-    exactly_once: bool
-    problem: str = ""
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -496,6 +481,20 @@ class Bench:
         proc.stop()
         self.procs.remove(proc)
 
+    # -- progress --------------------------------------------------------------------
+
+    @staticmethod
+    def log_progress(message: str) -> None:
+        log(message)
+
+    @staticmethod
+    def log_drain(system: str, what: str, result: DrainResult) -> None:
+        log(
+            f"  {system}: drain {what} {result.rate:,.0f} jobs/s ({result.seconds:.2f}s, RSS"
+            f" {result.rss_mb:.0f} MB, server CPU {result.cpu_ms_per_1000:.0f} ms/1000 jobs,"
+            f" WAL {result.wal_per_job:.0f} B/job, exactly once: {result.exactly_once})"
+        )
+
     # -- enqueue -----------------------------------------------------------------------
 
     def enqueue(self, runtime: str, mode: str, count: int) -> float:
@@ -559,41 +558,42 @@ class Bench:
                 )
                 for _ in range(processes)
             ]
-            try:
+
+            def ready(_conn: psycopg.Connection[Any]) -> None:
                 for worker in workers:
                     worker.wait_for("READY", 120)
-                with psycopg.connect(dsn, autocommit=True) as conn:
-                    # Statistics that know about the ready jobs become visible together with
-                    # them, as autovacuum would have them: never analysed, or analysed with
-                    # only future jobs, the claim is a full scan (see claim_plans).
-                    with conn.transaction():
-                        low, high = insert_jobs(conn, n, chunk=max(n, 1))
-                        if self.args.analyze:
-                            conn.execute(
-                                sql.SQL("ANALYZE {}._private_jobs").format(sql.Identifier(SCHEMA))
-                            )
-                    started = time.perf_counter()
-                    seconds = self._wait_drained(conn, low, high, started, n)
-                rss = max(worker.vm_hwm_mb() for worker in workers)
-            except BaseException:
-                for worker in workers:
-                    worker.kill()
-                raise
-            for worker in workers:
-                self.finish(worker)
-            counts: Counter[int] = Counter()
-            for worker in workers:
-                assert worker.ids_file is not None
-                text = worker.ids_file.read_text().strip()
-                if text:
-                    counts.update(int(x) for x in text.split())
-        return DrainResult(
-            seconds=seconds,
-            rate=n / seconds,
-            rss_mb=rss,
-            ran=sum(counts.values()),
-            **_exactly_once(counts, low, high),
-        )
+
+            return timed_drain(
+                dsn,
+                workers,
+                wait_ready=ready,
+                add_jobs=self.add_drain_jobs(n),
+                left=self.jobs_left,
+                stop=self.finish,  # type: ignore[arg-type]
+                n=n,
+                poll_s=self.args.poll_ms / 1000,
+            )
+
+    def add_drain_jobs(self, n: int) -> Callable[[psycopg.Connection[Any]], Started]:
+        """The N jobs of a graphile-py or Node drain, added in one statement by the harness."""
+
+        def add(conn: psycopg.Connection[Any]) -> Started:
+            # Statistics that know about the ready jobs become visible together with
+            # them, as autovacuum would have them: never analysed, or analysed with
+            # only future jobs, the claim is a full scan (see claim_plans).
+            with conn.transaction():
+                low, high = insert_jobs(conn, n, chunk=max(n, 1))
+                if self.args.analyze:
+                    conn.execute(sql.SQL("ANALYZE {}._private_jobs").format(sql.Identifier(SCHEMA)))
+            return Started(low, high, time.perf_counter())
+
+        return add
+
+    #: Whether any of the N jobs is left: completing a job deletes its row, and the N jobs
+    #: have consecutive ids, so the primary key answers cheaply whatever else is in the table.
+    jobs_left = sql.SQL(
+        "select exists(select 1 from {}._private_jobs where id between %s and %s)"
+    ).format(sql.Identifier(SCHEMA))
 
     def _wait_drained(
         self, conn: psycopg.Connection[Any], low: int, high: int, started: float, n: int
@@ -654,6 +654,21 @@ class Bench:
             if any(count != 1 for count in seen.values()):
                 raise RuntimeError("latency: a job ran more than once")
         return latencies
+
+    def latency_stats(self, runtime: str, *, samples: int) -> dict[str, float]:
+        lats = self.latency(runtime, samples=samples)
+        stats = {
+            "min": min(lats),
+            "p50": percentile(lats, 50),
+            "p95": percentile(lats, 95),
+            "p99": percentile(lats, 99),
+            "max": max(lats),
+        }
+        log(
+            f"  {runtime}: latency p50 {stats['p50']:.2f} ms p95 {stats['p95']:.2f} ms"
+            f" max {stats['max']:.2f} ms"
+        )
+        return stats
 
     # -- start + stop ------------------------------------------------------------------
 
@@ -876,21 +891,6 @@ class Bench:
         return summaries, "\n\n".join(plans)
 
 
-def _exactly_once(counts: Counter[int], low: int, high: int) -> dict[str, Any]:
-    expected = high - low + 1
-    doubles = sorted(job for job, count in counts.items() if count > 1)
-    foreign = sorted(job for job in counts if not low <= job <= high)
-    missing = expected - len([job for job in counts if low <= job <= high])
-    ok = not doubles and not foreign and missing == 0
-    problem = ""
-    if not ok:
-        problem = (
-            f"{len(doubles)} ran more than once (e.g. {doubles[:5]}), {missing} never"
-            f" ran, {len(foreign)} unexpected ids"
-        )
-    return {"exactly_once": ok, "problem": problem}
-
-
 # --------------------------------------------------------------------------------------
 # environment description
 
@@ -1017,283 +1017,6 @@ def describe_environment(args: argparse.Namespace, node_package: Path) -> list[s
         f" workers: concurrency {args.concurrency}, max pool size {args.max_pool_size},"
         f" batched = localQueue size 500 + complete/fail batch delay 0",
     ]
-
-
-# --------------------------------------------------------------------------------------
-# the main table
-
-
-@dataclasses.dataclass
-class Row:
-    metric: str
-    unit: str
-    higher_is_better: bool
-    values: dict[str, list[float]] = dataclasses.field(
-        default_factory=lambda: {"py": [], "node": []}
-    )
-    note: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def cell(self, runtime: str) -> str:
-        if runtime in self.note:
-            return self.note[runtime]
-        values = self.values[runtime]
-        if not values:
-            return "n/a"
-        mid = fmt_num(median(values), self.unit)
-        if len(values) > 1:
-            return f"{mid} ({fmt_num(min(values))}–{fmt_num(max(values))})"
-        return mid
-
-    def verdict(self) -> tuple[str, str]:
-        py, node = self.values["py"], self.values["node"]
-        if not py or not node or "py" in self.note or "node" in self.note:
-            return "–", "–"
-        ratio = median(py) / median(node)
-        factor = ratio if self.higher_is_better else 1 / ratio
-        if 0.95 <= factor <= 1.05:
-            word = "same (±5%)"
-        elif factor > 1:
-            word = f"better ({factor:.2f}×)"
-        else:
-            word = f"worse ({1 / factor:.2f}×)"
-        return f"{ratio:.2f}", word
-
-
-def markdown_table(rows: Sequence[Row]) -> str:
-    lines = [
-        "| metric | graphile-py | Node | ratio py/Node | graphile-py is |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        ratio, verdict = row.verdict()
-        lines.append(
-            f"| {row.metric} | {row.cell('py')} | {row.cell('node')} | {ratio} | {verdict} |"
-        )
-    return "\n".join(lines)
-
-
-def run_main(bench: Bench, args: argparse.Namespace) -> str:
-    n, repeats = args.n, args.repeat
-    one_n = args.one_by_one_n or max(1, n // 4)
-    rows: dict[str, Row] = {}
-
-    def row(key: str, metric: str, unit: str, higher: bool) -> Row:
-        if key not in rows:
-            rows[key] = Row(metric, unit, higher)
-        return rows[key]
-
-    r_bulk = row("bulk", f"enqueue bulk: one add_jobs call of {n:,} (jobs/s)", "", True)
-    r_utils = row(
-        "utils",
-        f"enqueue one by one: {one_n:,} WorkerUtils.add_job calls (Node: WorkerUtils.addJob,"
-        " the same runs as above) (jobs/s)",
-        "",
-        True,
-    )
-    r_one = row(
-        "one",
-        f"enqueue one by one: {one_n:,} add_job calls on one connection (Node:"
-        " WorkerUtils.addJob) (jobs/s)",
-        "",
-        True,
-    )
-    drains = [(1, False), (2, False), (1, True), (2, True)]
-    for procs, batched in drains:
-        row(
-            f"drain-{procs}-{batched}",
-            f"drain {n:,} no-op jobs, {procs} process{'es' if procs > 1 else ''},"
-            f" {'batched' if batched else 'defaults'} (jobs/s)",
-            "",
-            True,
-        )
-    # The job history's cost: graphile-py with history on, beside Node's same drain.
-    history_drains = [(1, False), (1, True)]
-    for procs, batched in history_drains:
-        row(
-            f"drain-{procs}-{batched}-history",
-            f"drain {n:,} no-op jobs, {procs} process, {'batched' if batched else 'defaults'},"
-            " graphile-py with history on (Node: the row above without it) (jobs/s)",
-            "",
-            True,
-        )
-    lat_keys = ("min", "p50", "p95", "p99", "max")
-    for key in lat_keys:
-        row(f"lat-{key}", f"latency add_job → task start, {key} (ms)", "", False)
-    r_ss = row("startstop", "start+stop, CLI --once on an empty queue (ms)", "", False)
-    r_rss = row(
-        "rss", f"peak RSS of a worker draining {n:,} jobs, 1 process, defaults (MB)", "", False
-    )
-    r_rss_b = row(
-        "rss-b", f"peak RSS of a worker draining {n:,} jobs, 1 process, batched (MB)", "", False
-    )
-    exact: dict[str, list[str]] = {"py": [], "node": []}
-    ceilings: dict[int, list[float]] = {1: [], 500: []}
-    checked: dict[str, int] = {"py": 0, "node": 0}
-
-    if not bench.py_batching:
-        for procs in (1, 2):
-            rows[f"drain-{procs}-True"].note["py"] = "n/a (not supported)"
-        rows["drain-1-True-history"].note["py"] = "n/a (not supported)"
-        r_rss_b.note["py"] = "n/a (not supported)"
-    if not bench.py_history:
-        for procs, batched in history_drains:
-            rows[f"drain-{procs}-{batched}-history"].note["py"] = "n/a (not supported)"
-
-    for rep in range(repeats):
-        order = RUNTIMES if rep % 2 == 0 else tuple(reversed(RUNTIMES))
-        log(f"repeat {rep + 1}/{repeats} (order: {', '.join(order)})")
-        if not args.drain_only:
-            for runtime in order:
-                rate = bench.enqueue(runtime, "bulk", n)
-                r_bulk.values[runtime].append(rate)
-                log(f"  {runtime}: bulk enqueue {rate:,.0f} jobs/s")
-            for runtime in order:
-                rate = bench.enqueue(runtime, "one", one_n)
-                r_one.values[runtime].append(rate)
-                log(f"  {runtime}: one-by-one enqueue {rate:,.0f} jobs/s")
-                if runtime == "py":
-                    rate = bench.enqueue(runtime, "utils", one_n)
-                    log(f"  {runtime}: one-by-one enqueue via WorkerUtils {rate:,.0f} jobs/s")
-                r_utils.values[runtime].append(rate)
-        for procs, batched in drains:
-            for runtime in order:
-                if batched and runtime == "py" and not bench.py_batching:
-                    continue
-                result = bench.drain(runtime, processes=procs, batched=batched, n=n)
-                rows[f"drain-{procs}-{batched}"].values[runtime].append(result.rate)
-                if procs == 1:
-                    (r_rss_b if batched else r_rss).values[runtime].append(result.rss_mb)
-                checked[runtime] += 1
-                if not result.exactly_once:
-                    exact[runtime].append(
-                        f"{procs}p/{'batched' if batched else 'defaults'}: {result.problem}"
-                    )
-                log(
-                    f"  {runtime}: drain {procs}p {'batched' if batched else 'defaults'}"
-                    f" {result.rate:,.0f} jobs/s ({result.seconds:.2f}s, RSS"
-                    f" {result.rss_mb:.0f} MB, exactly once: {result.exactly_once})"
-                )
-                if (procs, batched) in history_drains:
-                    history_row = rows[f"drain-{procs}-{batched}-history"]
-                    if runtime == "node":
-                        # Node has no job history: its row is the same run as above.
-                        history_row.values["node"].append(result.rate)
-                    elif "py" not in history_row.note:
-                        result = bench.drain(
-                            "py", processes=procs, batched=batched, n=n, history=True
-                        )
-                        history_row.values["py"].append(result.rate)
-                        checked["py"] += 1
-                        if not result.exactly_once:
-                            exact["py"].append(
-                                f"{procs}p/{'batched' if batched else 'defaults'}/history:"
-                                f" {result.problem}"
-                            )
-                        log(
-                            f"  py: drain {procs}p {'batched' if batched else 'defaults'}"
-                            f" history on {result.rate:,.0f} jobs/s ({result.seconds:.2f}s,"
-                            f" exactly once: {result.exactly_once})"
-                        )
-        if args.drain_only:
-            continue
-        for runtime in order:
-            lats = bench.latency(runtime, samples=args.latency_samples)
-            stats = {
-                "min": min(lats),
-                "p50": percentile(lats, 50),
-                "p95": percentile(lats, 95),
-                "p99": percentile(lats, 99),
-                "max": max(lats),
-            }
-            for key in lat_keys:
-                rows[f"lat-{key}"].values[runtime].append(stats[key])
-            log(
-                f"  {runtime}: latency p50 {stats['p50']:.2f} ms p95 {stats['p95']:.2f} ms"
-                f" max {stats['max']:.2f} ms"
-            )
-        for runtime in order:
-            times = bench.start_stop(runtime, args.start_stop_samples)
-            r_ss.values[runtime].extend(t * 1000 for t in times)
-            log(f"  {runtime}: start+stop {', '.join(f'{t * 1000:.0f}' for t in times)} ms")
-        # The database alone, with the same statements (interleaved, so drift hits it too).
-        for batch, clients in ((1, args.concurrency), (500, 2)):
-            rate = bench.db_ceiling(batch=batch, clients=clients, n=n)
-            ceilings[batch].append(rate)
-            log(f"  database alone, {batch} per claim, {clients} clients: {rate:,.0f} jobs/s")
-
-    history_lines = []
-    for procs, batched in history_drains:
-        on = rows[f"drain-{procs}-{batched}-history"].values["py"]
-        off = rows[f"drain-{procs}-{batched}"].values["py"]
-        if on and off:
-            history_lines.append(
-                f"- {procs} process, {'batched' if batched else 'defaults'}: history on / off"
-                f" = {median(on) / median(off):.3f} (median of each;"
-                f" {median(on):,.0f} / {median(off):,.0f} jobs/s)"
-            )
-    history_text = (
-        "\n\n### The job history's cost\n\n" + "\n".join(history_lines) if history_lines else ""
-    )
-    if args.drain_only:
-        ordered = [rows[f"drain-{p}-{b}"] for p, b in drains]
-        ordered += [rows[f"drain-{p}-{b}-history"] for p, b in history_drains]
-        ordered += [r_rss, r_rss_b, _exactly_once_row(checked, exact)]
-        table = markdown_table(ordered)
-        if any(exact.values()):
-            table += "\n\n**EXACTLY-ONCE CHECK FAILED** — see the row above."
-        return table + history_text
-
-    ceiling = {False: ceilings[1], True: ceilings[500]}
-    frac_lines = [
-        "| drain | database alone (pgbench) | graphile-py | % of database | Node | % of database |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for procs, batched in drains:
-        source = rows[f"drain-{procs}-{batched}"]
-        base = median(ceiling[batched])
-        cells = [
-            f"{procs} process{'es' if procs > 1 else ''}, {'batched' if batched else 'defaults'}",
-            f"{base:,.0f} jobs/s ({'500' if batched else '1'} per claim)",
-        ]
-        for runtime in RUNTIMES:
-            if runtime in source.note or not source.values[runtime]:
-                cells += [source.note.get(runtime, "n/a"), "–"]
-            else:
-                rate = median(source.values[runtime])
-                cells += [f"{rate:,.0f} jobs/s", f"{100 * rate / base:.0f}%"]
-        frac_lines.append("| " + " | ".join(cells) + " |")
-    frac_table = "\n".join(frac_lines) + (
-        "\n\n*Database alone*: graphile-py's own claim statement (the same SQL for one job"
-        " or for up to 500) and its complete statement (delete one / delete many) issued by"
-        f" `pgbench -M prepared` in a tight loop, {args.concurrency} clients for one job per"
-        " claim and 2 clients for 500 per claim, no task dispatch; median of"
-        f" {len(ceiling[False])} run(s) interleaved with the others."
-    )
-
-    exact_row = _exactly_once_row(checked, exact)
-    ordered = [r_bulk, r_one, r_utils] + [rows[f"drain-{p}-{b}"] for p, b in drains]
-    ordered += [rows[f"drain-{p}-{b}-history"] for p, b in history_drains]
-    ordered += [rows[f"lat-{k}"] for k in lat_keys] + [r_ss, r_rss, r_rss_b, exact_row]
-    table = markdown_table(ordered)
-    if any(exact.values()):
-        table += "\n\n**EXACTLY-ONCE CHECK FAILED** — see the row above."
-    return (
-        table
-        + history_text
-        + "\n\n### Throughput as a fraction of the database alone\n\n"
-        + frac_table
-    )
-
-
-def _exactly_once_row(checked: dict[str, int], exact: dict[str, list[str]]) -> Row:
-    row = Row("each job ran exactly once (checked per drain run)", "", True)
-    for runtime in RUNTIMES:
-        row.note[runtime] = (
-            f"yes, {checked[runtime]}/{checked[runtime]} runs"
-            if not exact[runtime]
-            else "NO: " + "; ".join(exact[runtime])
-        )
-    return row
 
 
 # --------------------------------------------------------------------------------------
@@ -1549,6 +1272,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="measure only the drain rows (with and without graphile-py's job history)",
     )
     parser.add_argument(
+        "--no-peers",
+        dest="peers",
+        action="store_false",
+        help="leave out the Python peers (PgQueuer, procrastinate)",
+    )
+    parser.add_argument(
+        "--cli-pool-sizes",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[25],
+        help="max pool sizes of the drain rows through each runtime's own CLI (empty: none)",
+    )
+    parser.add_argument(
         "--scale", action="store_true", help="run the scale curve instead of the main table"
     )
     parser.add_argument(
@@ -1640,6 +1375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             body = run_pgbouncer(bench, args)
             title = "graphile-py through PgBouncer (transaction mode) and direct"
         else:
+            from main_table import run_main
+
             body = run_main(bench, args)
             title = "graphile-py vs Node graphile-worker 0.18.0"
         ok = True
