@@ -12,7 +12,6 @@ transaction untouched.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections import deque
@@ -308,6 +307,8 @@ def _meant(name: str) -> str:
     snake = re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name).lower()
     guess = _OPTION_ALIASES.get(snake) or (snake if snake in JobOptions.__optional_keys__ else None)
     if guess is None:
+        import difflib  # only for this message: not on every worker's start-up path
+
         close = difflib.get_close_matches(snake, sorted(JobOptions.__optional_keys__), n=1)
         guess = close[0] if close else None
     return f"{name} (did you mean {guess}?)" if guess else name

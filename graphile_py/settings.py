@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -285,6 +284,8 @@ def _file_layer(path: Path, *, table: tuple[str, ...]) -> dict[str, _Given]:
     """The settings of a TOML file (of one table of it), by setting name, and where from."""
     if not path.is_file():
         return {}
+    import tomllib  # only with a file to read
+
     try:
         with path.open("rb") as file:
             data: Any = tomllib.load(file)
