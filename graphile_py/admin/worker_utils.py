@@ -20,11 +20,12 @@ from typing import Any, Literal, Unpack
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from graphile_py.db import Row, borrow, map_db_errors, statements_for
+from graphile_py.db import Row, borrow, map_db_errors, statements_for, task_index
 from graphile_py.db.migrate import MigrationReport, migrate
 from graphile_py.db.migrations import DEFAULT_SCHEMA
 from graphile_py.db.pooler import connect_kwargs
 from graphile_py.db.side_schema import side_schema_for
+from graphile_py.db.task_index import TaskIndexStatus
 from graphile_py.enqueue import add_job, add_jobs
 from graphile_py.errors import ConfigurationError
 from graphile_py.jobs import Job, JobOptions, JobSpec, client_time_defaults
@@ -251,6 +252,25 @@ class WorkerUtils:
             None if removed.task_identifiers is None else tuple(removed.task_identifiers),
             None if removed.queues is None else tuple(removed.queues),
         )
+
+    def task_index_status(self) -> TaskIndexStatus:
+        """Whether the opt-in per-task index is installed (:mod:`graphile_py.db.task_index`)."""
+        with self.connection() as conn:
+            return task_index.task_index_status(conn, self.schema)
+
+    def install_task_index(self, *, concurrently: bool = True) -> TaskIndexStatus:
+        """Build the opt-in per-task index, for pools facing a backlog of other tasks' jobs.
+
+        Worker pools look for it when they start. See docs/operations.md, "A backlog of
+        other tasks' jobs", for its cost.
+        """
+        with self.connection() as conn:
+            return task_index.install_task_index(conn, self.schema, concurrently=concurrently)[0]
+
+    def drop_task_index(self, *, concurrently: bool = True) -> bool:
+        """Drop the opt-in per-task index; True if there was one."""
+        with self.connection() as conn:
+            return task_index.drop_task_index(conn, self.schema, concurrently=concurrently)
 
     @staticmethod
     def _jobs(rows: Sequence[Row]) -> list[Job]:

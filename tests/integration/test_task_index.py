@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from graphile_py import JobSpec, add_jobs
+from graphile_py import JobSpec, WorkerUtils, add_jobs
 from graphile_py.cli import main
 from graphile_py.db.claims import ClaimStatements
 from graphile_py.db.history import History
@@ -480,3 +480,13 @@ def test_without_prepared_statements_claims_go_through_claim_next_by_task(
         ).fetchall()
     calls: dict[str, int] = dict(row)
     assert calls.get("claim_next_by_task", 0) >= 9 and "claim_next" not in calls, calls
+
+
+def test_worker_utils_installs_reports_and_drops(db: TestDatabase) -> None:
+    with WorkerUtils(db.dsn, schema=db.schema) as utils:
+        assert not utils.task_index_status().exists
+        status = utils.install_task_index()
+        assert status.usable and status.name == TASK_INDEX_NAME
+        assert utils.task_index_status() == status
+        assert utils.drop_task_index() and not utils.drop_task_index()
+        assert utils.install_task_index(concurrently=False).usable
