@@ -316,10 +316,29 @@ def _meant(name: str) -> str:
 
 def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> tuple[str, str]:
     """The specs as a JSON array (without payloads), and their payloads as another."""
-    fields: list[dict[str, Any]] = []
+    # A spec with nothing but an identifier and a payload (the usual bulk call) is one
+    # identifier check per distinct identifier and a JSON fragment made once: checking
+    # and encoding every spec cost as much as the server's add_jobs for 20,000 of them.
+    plain: dict[str, str] = {}
+    fields: list[str | dict[str, Any]] = []
     for spec in specs:
         if not isinstance(spec, JobSpec):
             raise JobRejected(f"add_jobs takes JobSpec objects, not {type(spec).__name__}")
+        if (
+            isinstance(spec.identifier, str)
+            and spec.queue_name is None
+            and spec.run_at is None
+            and spec.max_attempts is None
+            and spec.job_key is None
+            and spec.priority is None
+            and spec.flags is None
+        ):
+            fragment = plain.get(spec.identifier)
+            if fragment is None:
+                _check_spec(spec)
+                fragment = plain[spec.identifier] = _spec_json({"identifier": spec.identifier})
+            fields.append(fragment)
+            continue
         _check_spec(spec)
         # Only the fields that are set: a missing key is NULL to json_populate_recordset,
         # and a plain spec is then a few bytes to encode and for the server to parse.
@@ -337,9 +356,18 @@ def _add_jobs_json(specs: Sequence[JobSpec], max_payload_bytes: int | None) -> t
         if spec.flags is not None:
             field["flags"] = list(spec.flags)
         fields.append(field)
-    specs_json = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    if not plain:  # one call for the lot is cheaper than one per spec
+        specs_json = _spec_json(fields)
+    else:
+        specs_json = (
+            "[" + ",".join(f if isinstance(f, str) else _spec_json(f) for f in fields) + "]"
+        )
     payloads = [spec.payload for spec in specs]
     return specs_json, encode_payloads(payloads, max_bytes=max_payload_bytes)
+
+
+def _spec_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _jobs_for_specs(jobs: Sequence[Job], specs: Sequence[JobSpec]) -> list[Job]:

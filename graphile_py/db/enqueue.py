@@ -19,8 +19,9 @@ from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import AdaptersMap
 from psycopg.rows import dict_row, tuple_row
-from psycopg.types.string import TextLoader
+from psycopg.types.string import TextBinaryLoader, TextLoader
 
 from graphile_py.db.rows import JOB_COLUMNS, Row, jobs_from_rows
 from graphile_py.db.statement_set import Statement, StatementSet
@@ -68,6 +69,8 @@ class Step(NamedTuple):
     many: bool = False
     #: ``json`` columns as their text, to be decoded by the plan.
     json_as_text: bool = False
+    #: Results in binary: many rows of numbers and timestamps load faster.
+    binary: bool = False
 
 
 #: A generator of the steps of one operation, returning its result.
@@ -84,10 +87,12 @@ def run_plan(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
             return done.value  # type: ignore[no-any-return]
         with (
             map_db_errors(step.action, adding_jobs=True),
-            conn.cursor(row_factory=dict_row if step.dict_rows else tuple_row) as cur,
+            conn.cursor(
+                row_factory=dict_row if step.dict_rows else tuple_row, binary=step.binary
+            ) as cur,
         ):
             if step.json_as_text:
-                cur.adapters.register_loader("json", TextLoader)
+                _json_as_text(cur.adapters)
             cur.execute(step.query, step.params)
             result = cur.fetchall() if step.many else cur.fetchone()
 
@@ -101,11 +106,18 @@ async def run_plan_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         with map_db_errors(step.action, adding_jobs=True):
-            async with conn.cursor(row_factory=dict_row if step.dict_rows else tuple_row) as cur:
+            async with conn.cursor(
+                row_factory=dict_row if step.dict_rows else tuple_row, binary=step.binary
+            ) as cur:
                 if step.json_as_text:
-                    cur.adapters.register_loader("json", TextLoader)
+                    _json_as_text(cur.adapters)
                 await cur.execute(step.query, step.params)
                 result = await (cur.fetchall() if step.many else cur.fetchone())
+
+
+def _json_as_text(adapters: AdaptersMap) -> None:
+    adapters.register_loader("json", TextLoader)
+    adapters.register_loader("json", TextBinaryLoader)
 
 
 def enqueue_statements_for(schema: str) -> EnqueueStatements:
@@ -215,6 +227,7 @@ class EnqueueStatements(StatementSet):
             "Adding jobs",
             many=True,
             json_as_text=True,
+            binary=True,
         )
         names = yield Step(self.names_for_ids_sql, _ids_of(rows), "Adding jobs")
         return _jobs_of(rows, names)
