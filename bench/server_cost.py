@@ -1,15 +1,18 @@
 """The database's cost of a drain: PostgreSQL server CPU and WAL, read around the drain.
 
-Server CPU is the utime + stime (``/proc/<pid>/stat``, in clock ticks) of the server
-processes that served the drain: the backends connected to the scenario's own database
-(``pg_stat_activity.datname``), client backends and parallel workers. The harness's own
-backend (it adds the jobs and polls) and backends whose ``application_name`` starts
-with :data:`EXCLUDED_APP_PREFIX` (the peers' enqueue clients) are left out. A backend
-present at the first snapshot counts from its value then; one that appears later counts
-from 0, so its connection start-up is in. A backend that exits before the second
-snapshot is lost (none of the measured workers disconnects mid-drain). Autovacuum, the
-WAL writer, the checkpointer and the other auxiliary processes are not counted: on a
-shared server they also work for other databases.
+Server CPU is the time on CPU of the server processes that served the drain: the
+scheduler's own count in nanoseconds (``/proc/<pid>/schedstat``, user and system time
+together) where the kernel has it, else utime + stime from ``/proc/<pid>/stat`` (clock
+ticks: 10 ms steps, coarse for a batched drain of a few thousand jobs). The processes
+are the backends connected to the scenario's own database (``pg_stat_activity.datname``):
+client backends and parallel workers. The harness's own backend (it adds the jobs and
+polls) and backends whose ``application_name`` starts with :data:`EXCLUDED_APP_PREFIX`
+(the peers' enqueue clients) are left out. A backend present at the first snapshot
+counts from its value then; one that appears later counts from 0, so its connection
+start-up is in. A backend that exits before the second snapshot is lost (none of the
+measured workers disconnects mid-drain). Autovacuum, the WAL writer, the checkpointer and
+the other auxiliary processes are not counted: on a shared server they also work for
+other databases.
 
 WAL is ``pg_current_wal_lsn()`` after the jobs are committed and again when the drain is
 found complete: it includes WAL that other databases on the same server wrote meanwhile
@@ -36,8 +39,8 @@ _BACKENDS = (
 )
 
 
-def _ticks(pid: int) -> int | None:
-    """utime + stime of a local process in clock ticks, or None if it is not readable."""
+def _cpu_ns(pid: int, hz: int) -> int | None:
+    """Time on CPU of a local postgres process in ns, or None if it is not readable."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             text = handle.read()
@@ -47,7 +50,12 @@ def _ticks(pid: int) -> int | None:
     fields = text[text.rindex(")") + 2 :].split()
     if not fields or not text[text.index("(") + 1 :].startswith("postgres"):
         return None
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        # utime + stime: fields 14 and 15 of proc(5).
+        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // hz
 
 
 @dataclass
@@ -83,7 +91,7 @@ class ServerCost:
         ]
         ticks: dict[int, int] = {}
         for pid in pids:
-            value = _ticks(pid)
+            value = _cpu_ns(pid, self.hz)
             if value is None:
                 # Gone in between, or not a process of this machine.
                 self.local = self.local and os.path.exists(f"/proc/{pid}")
@@ -110,5 +118,5 @@ class ServerCost:
                 "select pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (self.lsn,)
             ).fetchone()
             wal = float(row[0]) if row else math.nan
-        cpu = ticks / self.hz if self.local and end else math.nan
+        cpu = ticks / 1e9 if self.local and end else math.nan
         return Cost(cpu_seconds=cpu, wal_bytes=wal, backends=len(end))

@@ -9,8 +9,8 @@ Usage: python procrastinate_side.py <config.json>; the config's "mode" is
            psycopg_pool's own default is 4); a task ``noop`` that records the job id in
            memory. Finished jobs stay in procrastinate_jobs with their status (its default,
            ``delete_jobs="never"``). Prints READY once its LISTEN connection shows in
-           pg_stat_activity; on a "stop" line or EOF stops, writes the ids to "ids_file"
-           and prints STOPPED;
+           pg_stat_activity and its first fetch has come back empty; on a "stop" line
+           or EOF stops, writes the ids to "ids_file" and prints STOPPED;
   enqueue  prints READY, waits for a "go" line, then one ``batch_defer_async`` call of "n"
            jobs; prints "ENQUEUED <low id> <high id> <monotonic ns after the commit>
            <seconds of the call>", then ANALYZEs the jobs table and waits for "stop".
@@ -64,8 +64,30 @@ async def _listening(dsn: str, application_name: str) -> bool:
     return bool(row and row[0])
 
 
+def _watch_first_fetch(app: procrastinate.App) -> asyncio.Event:
+    """An event set when the worker's first fetch has come back.
+
+    The worker's first fetch runs beside its LISTEN; a notification that arrives while a
+    fetch is under way is dropped when that fetch ends (the worker then waits for the
+    next poll, 5 s by default), so jobs committed before the first fetch returns would
+    time procrastinate's start-up, not its drain.
+    """
+    fetched = asyncio.Event()
+    manager = app.job_manager
+    fetch_job = manager.fetch_job
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        job = await fetch_job(*args, **kwargs)
+        fetched.set()
+        return job
+
+    manager.fetch_job = counted  # type: ignore[method-assign]
+    return fetched
+
+
 async def worker(cfg: dict[str, Any]) -> None:
     async with make_app(cfg["dsn"], cfg["app"]).open_async() as app:
+        fetched = _watch_first_fetch(app)
         task = asyncio.create_task(
             app.run_worker_async(
                 concurrency=int(cfg["concurrency"]),
@@ -73,7 +95,7 @@ async def worker(cfg: dict[str, Any]) -> None:
                 install_signal_handlers=False,
             )
         )
-        while not await _listening(cfg["dsn"], cfg["app"]):
+        while not (fetched.is_set() and await _listening(cfg["dsn"], cfg["app"])):
             if task.done():
                 task.result()
                 raise SystemExit("procrastinate stopped before it was ready")
