@@ -150,8 +150,8 @@ class PeerBench:
     @staticmethod
     def notes(args: argparse.Namespace) -> dict[str, dict[str, str]]:
         """The cells where a peer has no equivalent, and why."""
-        other = "n/a (graphile-py and Node only)"
-        cli = "n/a (graphile-py and Node CLIs)"
+        other = "n/a (not measured for the peers)"
+        cli = "n/a (these rows compare the two graphile-worker CLIs)"
         notes: dict[str, dict[str, str]] = {
             "pgq": {"other": other},
             "proc": {
