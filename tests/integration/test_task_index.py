@@ -118,9 +118,11 @@ def _assert_per_task_plan(plan: dict[str, Any]) -> None:
         for limit in limits
         for child in limit.get("Plans", [])
     ), json.dumps(plan)[:3000]
+    # Every use of the index is bounded by one of our tasks (the priority probes too).
     for node in _nodes(plan):
         if node.get("Index Name") == TASK_INDEX_NAME:
-            assert "task_id = wanted.task_id" in node["Index Cond"], node
+            cond = node["Index Cond"]
+            assert "task_id = wanted" in cond or "task_id = known" in cond, node
 
 
 def _explain(conn: psycopg.Connection[Any], statement: bytes, params: dict[str, Any]) -> Any:
@@ -128,7 +130,7 @@ def _explain(conn: psycopg.Connection[Any], statement: bytes, params: dict[str, 
     conn.execute("begin")
     try:
         (plan_json,) = conn.execute(
-            b"explain (analyze, format json) " + statement, params
+            b"explain (analyze, buffers, format json) " + statement, params
         ).fetchone()  # type: ignore[misc]
     finally:
         conn.execute("rollback")
@@ -263,6 +265,44 @@ def test_claims_read_only_their_tasks_through_the_index(db: TestDatabase, varian
                 assert node["Actual Rows"] <= 3 and node.get("Rows Removed by Filter", 0) == 0
 
 
+def test_a_claim_reads_none_of_our_own_jobs_scheduled_for_later(db: TestDatabase) -> None:
+    """With many of our own jobs due later (and none due), the per-task claim is a few
+    index probes: each scan is bounded by (task, priority) and run_at <= now, where
+    ``task_id = ?`` alone made a claim that found nothing read every scheduled job."""
+    _install(db)
+    schema = sql.Identifier(db.schema)
+    claims = ClaimStatements(db.schema)
+    with db.connect() as conn:
+        ids = claims.register_task_identifiers(conn, ["ours"])
+        conn.execute(
+            sql.SQL(
+                "insert into {s}._private_jobs (task_id, payload, run_at, priority)"
+                " select %s, '{{}}', now() + interval '1 day', n %% 3"
+                " from generate_series(1, 60000) as n"
+            ).format(s=schema),
+            (next(iter(ids)),),
+        )
+        conn.execute(sql.SQL("vacuum analyze {}._private_jobs").format(schema))
+        (size,) = conn.execute(  # type: ignore[misc]
+            "select pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+            (f"{db.schema}.{TASK_INDEX_NAME}",),
+        ).fetchone()
+        params = {"pool": "plan-test", "task_ids": "{" + ",".join(map(str, ids)) + "}"}
+        for batch in (False, True):
+            statement = claims.claim_statement(
+                batch=batch, flags=False, node_time=False, per_task=True
+            )
+            plan = _explain(conn, statement, {**params, "limit": 10})
+            _assert_per_task_plan(plan)
+            for node in _nodes(plan):
+                if node.get("Index Name") == TASK_INDEX_NAME and node["Node Type"] == "Index Scan":
+                    assert re.search(r"priority = wanted\w*\.priority", node["Index Cond"]), node
+                    assert "run_at <=" in node["Index Cond"], node
+            read = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+            assert size > 100 and read < 40, (read, size)
+        assert claims.claim_jobs(conn, pool_id="p", task_ids=list(ids), per_task=True) == []
+
+
 def test_the_generic_plan_uses_the_index(db: TestDatabase) -> None:
     """Pools run the claim as a prepared statement: its generic plan must be the good one."""
     _fill_backlog(db)
@@ -287,14 +327,27 @@ def test_the_generic_plan_uses_the_index(db: TestDatabase) -> None:
                 f"explain (format json) execute {name}({args})".encode()
             ).fetchone()  # type: ignore[misc]
             _assert_per_task_plan(plan_json[0]["Plan"])
-            # Left to choose, the server keeps the generic plan after its five custom ones.
+            # Left to choose, the server keeps the generic plan of the one-job claim after
+            # its five custom ones. A batch (a LIMIT parameter) is planned for its values,
+            # and stays cheap: under jit_above_cost, or JIT would take milliseconds.
             conn.execute("set plan_cache_mode = auto")
             for _ in range(8):
                 conn.execute(f"execute {name}({args})".encode())
             row = conn.execute(
-                "select generic_plans from pg_prepared_statements where name = %s", (name,)
+                "select generic_plans, custom_plans from pg_prepared_statements where name = %s",
+                (name,),
             ).fetchone()
-            assert row is not None and row[0] >= 1, row
+            assert row is not None
+            if batch:
+                (plan_json,) = conn.execute(
+                    f"explain (format json) execute {name}({args})".encode()
+                ).fetchone()  # type: ignore[misc]
+                (jit_above,) = conn.execute(  # type: ignore[misc]
+                    "select current_setting('jit_above_cost')::float8"
+                ).fetchone()
+                assert plan_json[0]["Plan"]["Total Cost"] < jit_above
+            else:
+                assert row[0] >= 1, row
 
 
 # -- pools ---------------------------------------------------------------------------------
