@@ -494,6 +494,8 @@ class Bench:
             f" {result.rss_mb:.0f} MB, server CPU {result.cpu_ms_per_1000:.0f} ms/1000 jobs,"
             f" WAL {result.wal_per_job:.0f} B/job, exactly once: {result.exactly_once})"
         )
+        if result.lost_backends:
+            log(f"  {system}: {result.lost_backends} backend(s) exited mid-drain: CPU not counted")
 
     # -- enqueue -----------------------------------------------------------------------
 

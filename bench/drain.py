@@ -41,6 +41,8 @@ class DrainResult:
     wal_per_job: float = math.nan
     #: Jobs/s of the bulk enqueue call itself, where a client made it (the peers).
     enqueue_rate: float = math.nan
+    #: Server backends that exited during the drain (their CPU is not in cpu_ms_per_1000).
+    lost_backends: int = 0
 
 
 @dataclasses.dataclass
@@ -121,6 +123,7 @@ def timed_drain(
         cpu_ms_per_1000=spent.cpu_ms_per_1000(n),
         wal_per_job=spent.wal_per_job(n),
         enqueue_rate=n / started.enqueue_seconds,
+        lost_backends=spent.lost,
         **exactly_once(counts, started.low, started.high),
     )
 

@@ -65,6 +65,8 @@ class Cost:
     cpu_seconds: float
     wal_bytes: float
     backends: int
+    #: Backends present when the workers were ready but gone at the end (their CPU is lost).
+    lost: int = 0
 
     def cpu_ms_per_1000(self, jobs: int) -> float:
         return self.cpu_seconds * 1000 / jobs * 1000 if jobs else math.nan
@@ -119,4 +121,5 @@ class ServerCost:
             ).fetchone()
             wal = float(row[0]) if row else math.nan
         cpu = ticks / 1e9 if self.local and end else math.nan
-        return Cost(cpu_seconds=cpu, wal_bytes=wal, backends=len(end))
+        lost = len(self.start.keys() - end.keys())
+        return Cost(cpu_seconds=cpu, wal_bytes=wal, backends=len(end), lost=lost)
