@@ -170,6 +170,13 @@ _CONNECTION_HINTS = [
         f" {_WHERE}.",
     ),
     (
+        # PgBouncer's words for a startup parameter it was not told to pass over.
+        re.compile(r"unsupported startup parameter: (\S+)"),
+        "A connection pooler (PgBouncer) refuses the startup parameter {0}: add"
+        " `ignore_startup_parameters = {0}` to its [pgbouncer] section (the metrics"
+        " sampler bounds its statements with it; docs/pgbouncer.md), or connect directly.",
+    ),
+    (
         re.compile(r"failed to resolve host|could not translate host name"),
         f"That host name does not resolve from here: fix the host in {_WHERE}.",
     ),

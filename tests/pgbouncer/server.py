@@ -48,6 +48,7 @@ class PgBouncer:
         pool_mode: str = "transaction",
         default_pool_size: int = 20,
         user: str = "postgres",
+        ignore_startup_parameters: str = "options",
     ) -> None:
         binary = shutil.which("pgbouncer") or (
             "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
@@ -83,9 +84,9 @@ class PgBouncer:
             # Fail fast (not after 15 s) when the server is back after a restart.
             "server_login_retry = 1\n"
             "query_wait_timeout = 60\n"
-            # The metrics' probe and sampler bound their statements with the startup
-            # parameter "options", which PgBouncer refuses unless told to ignore it.
-            "ignore_startup_parameters = options\n"
+            # The metrics sampler bounds its statements with the startup parameter
+            # "options", which PgBouncer refuses unless told to ignore it.
+            f"ignore_startup_parameters = {ignore_startup_parameters}\n"
         )
         self._process: subprocess.Popen[bytes] | None = None
 

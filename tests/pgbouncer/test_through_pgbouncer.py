@@ -249,6 +249,38 @@ def test_metrics_and_probes_through_the_pooler(pooled: TestDatabase, db: TestDat
     assert "graphile_py_queue_sample_errors_total 0.0" in text, text
 
 
+def test_a_pooler_that_refuses_options_still_reports_ready_and_names_the_fix(
+    db: TestDatabase,
+) -> None:
+    # A PgBouncer as installed, without `ignore_startup_parameters = options`: /readyz
+    # must not depend on it, and the sampler, which does, must say what to add.
+    from psycopg.conninfo import conninfo_to_dict
+
+    from graphile_py.extras.metrics.collectors import WorkerMetrics
+    from graphile_py.extras.metrics.server import MetricsServer
+    from tests.support import admin_dsn
+
+    server_port = int(str(conninfo_to_dict(admin_dsn()).get("port") or 5432))
+    bouncer = PgBouncer(server_port=server_port, ignore_startup_parameters="").start()
+    try:
+        strict = TestDatabase(name=db.name, dsn=bouncer.dsn(db.name), schema=db.schema)
+        metrics = WorkerMetrics()
+        with (
+            running_pool(
+                strict, {"later": _Starts().task}, listen_conninfo=db.dsn, events=metrics
+            ) as pool,
+            MetricsServer(pool, metrics=metrics, port=0, sample_interval=0.1) as server,
+        ):
+            ready = httpx.get(server.url + "/readyz", timeout=10)
+            assert ready.status_code == 200, ready.text
+            wait_for(lambda: server.sampler.last_error is not None, timeout=10)
+        error = str(server.sampler.last_error)
+        assert "unsupported startup parameter" in error, error
+        assert "ignore_startup_parameters = options" in error, error
+    finally:
+        bouncer.stop()
+
+
 @contextmanager
 def _dashboard(pooled: TestDatabase) -> Iterator[httpx.Client]:
     with (

@@ -40,7 +40,6 @@ from graphile_py.errors import ConfigurationError, GraphileError
 from graphile_py.extras.metrics.collectors import (
     QueueSampler,
     WorkerMetrics,
-    conninfo_with_statement_timeout,
     find_worker_metrics,
 )
 
@@ -187,13 +186,21 @@ class MetricsServer:
         if pool.stopping:
             return False, {"status": "unavailable", "reason": "the worker pool is shutting down"}
         schema = pool.options.schema
-        conninfo = conninfo_with_statement_timeout(pool.conninfo, self.probe_timeout)
+        timeout_ms = str(max(1, round(self.probe_timeout * 1000)))
         try:
             with map_db_errors("Connecting to the database"):
                 conn = psycopg.connect(
-                    conninfo, autocommit=True, connect_timeout=max(1, round(self.probe_timeout))
+                    pool.conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, round(self.probe_timeout)),
+                    prepare_threshold=None,
                 )
-            with conn:
+            # The time limit is set for this transaction only, not with the startup
+            # parameter "options": a transaction-mode pooler refuses that unless told to
+            # ignore it, and a session setting would outlive the probe on its connection.
+            with conn, conn.transaction():
+                with map_db_errors("Limiting the probe's statement time"):
+                    conn.execute("select set_config('statement_timeout', %s, true)", (timeout_ms,))
                 latest, breaking = schema_version(conn, schema)
         except GraphileError as exc:
             if exc.sqlstate in {_UNDEFINED_TABLE, _UNDEFINED_COLUMN}:
