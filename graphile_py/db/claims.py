@@ -260,46 +260,7 @@ def _claim_template(
         " where queues.is_available = true for update skip locked))" + flag_filter
     )
     if per_task:
-        # Through graphile_py_jobs_task_index (db/task_index.py). Each of our tasks' job
-        # priorities first, one index probe each (a recursive "loose index scan"), then for
-        # each (task, priority) its first due jobs, locked (SKIP LOCKED) under that pair's
-        # own limit, so a job another pool holds is stepped over within its pair; then the
-        # first of those overall. Every scan is bounded by run_at <= now: due jobs of tasks
-        # we do not serve are never read, nor are our own jobs scheduled for later (with
-        # only "task_id = ?" bounding it, a claim that finds nothing due read all of them).
-        # One job: "(select ...)" hides the task ids from every plan, so custom plans cost
-        # what the generic one does and the server keeps the generic plan. A batch: its
-        # limit is a parameter (taken as 10% of a guess), so its generic plan would cost
-        # far too much; custom plans that see how many tasks there are stay cheap, and
-        # under jit_above_cost for a few tasks (a plan is cheap to make; a batch is rare).
-        task_ids = "%(task_ids)s::int[]" if batch else "(select %(task_ids)s::int[])"
-        probe = (
-            "(select jobs.priority from {schema}._private_jobs as jobs"
-            " where jobs.task_id = {side}.task_id and jobs.is_available = true{after}"
-            " order by jobs.priority asc limit 1)"
-        )
-        candidates = (
-            "task_priorities(task_id, priority) as (select wanted.task_id, "
-            + probe.format(schema="{schema}", side="wanted", after="")
-            + " from unnest("
-            + task_ids
-            + ") as wanted(task_id)"
-            " union all select known.task_id, "
-            + probe.format(
-                schema="{schema}", side="known", after=" and jobs.priority > known.priority"
-            )
-            + " from task_priorities as known where known.priority is not null), "
-            "candidates as (select picked.id, picked.job_queue_id, picked.priority, picked.run_at"
-            " from task_priorities as wanted cross join lateral ("
-            "select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
-            " from {schema}._private_jobs as jobs where jobs.task_id = wanted.task_id"
-            " and jobs.priority = wanted.priority and"
-            + ready
-            + " order by jobs.run_at asc limit "
-            + limit
-            + " for update of jobs skip locked) as picked"
-            " order by picked.priority asc, picked.run_at asc limit " + limit + ")"
-        )
+        candidates = _per_task_candidates(ready, limit, batch=batch)
     else:
         candidates = (
             "candidates as (select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
@@ -373,4 +334,46 @@ def _claim_template(
         + job_target
         + " returning "
         + _CLAIMED_COLUMNS
+    )
+
+
+def _per_task_candidates(ready: str, limit: str, *, batch: bool) -> str:
+    """The ``candidates`` CTE of the per-task claim (``ready``: the common conditions)."""
+    # Through graphile_py_jobs_task_index (db/task_index.py). Each of our tasks' job
+    # priorities first, one index probe each (a recursive "loose index scan"), then for
+    # each (task, priority) its first due jobs, locked (SKIP LOCKED) under that pair's
+    # own limit, so a job another pool holds is stepped over within its pair; then the
+    # first of those overall. Every scan is bounded by run_at <= now: due jobs of tasks
+    # we do not serve are never read, nor are our own jobs scheduled for later (with
+    # only "task_id = ?" bounding it, a claim that finds nothing due read all of them).
+    # One job: "(select ...)" hides the task ids from every plan, so custom plans cost
+    # what the generic one does and the server keeps the generic plan. A batch: its
+    # limit is a parameter (taken as 10% of a guess), so its generic plan would cost
+    # far too much; custom plans that see how many tasks there are stay cheap, and
+    # under jit_above_cost for a few tasks (a plan is cheap to make; a batch is rare).
+    task_ids = "%(task_ids)s::int[]" if batch else "(select %(task_ids)s::int[])"
+    probe = (
+        "(select jobs.priority from {schema}._private_jobs as jobs"
+        " where jobs.task_id = {side}.task_id and jobs.is_available = true{after}"
+        " order by jobs.priority asc limit 1)"
+    )
+    return (
+        "task_priorities(task_id, priority) as (select wanted.task_id, "
+        + probe.format(schema="{schema}", side="wanted", after="")
+        + " from unnest("
+        + task_ids
+        + ") as wanted(task_id)"
+        " union all select known.task_id, "
+        + probe.format(schema="{schema}", side="known", after=" and jobs.priority > known.priority")
+        + " from task_priorities as known where known.priority is not null), "
+        "candidates as (select picked.id, picked.job_queue_id, picked.priority, picked.run_at"
+        " from task_priorities as wanted cross join lateral ("
+        "select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+        " from {schema}._private_jobs as jobs where jobs.task_id = wanted.task_id"
+        " and jobs.priority = wanted.priority and"
+        + ready
+        + " order by jobs.run_at asc limit "
+        + limit
+        + " for update of jobs skip locked) as picked"
+        " order by picked.priority asc, picked.run_at asc limit " + limit + ")"
     )
