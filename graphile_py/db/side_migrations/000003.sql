@@ -30,7 +30,9 @@ begin
       select jobs.priority from :GRAPHILE_WORKER_SCHEMA._private_jobs as jobs
       where jobs.task_id = wanted.task_id and jobs.is_available = true
       order by jobs.priority asc limit 1)
-    from unnest(claim_next_by_task.task_ids) as wanted(task_id)
+    -- "(select ...)": hidden from every plan, so that custom plans cost what the
+    -- generic one does and the server keeps the generic plan, as for the client's claim.
+    from unnest((select claim_next_by_task.task_ids)) as wanted(task_id)
     union all
     select known.task_id, (
       select jobs.priority from :GRAPHILE_WORKER_SCHEMA._private_jobs as jobs
