@@ -41,7 +41,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "graphile_py.extras",
         ],
     ),
-    ("program assembly", ["graphile_py.runner", "graphile_py.settings"]),
+    (
+        "program assembly",
+        ["graphile_py.runner", "graphile_py.settings"],
+    ),
     # Integrations with other people's frameworks (Django, SQLAlchemy, FastAPI, pytest,
     # OpenTelemetry): each its own wing on top of the library, never imported by it.
     (

@@ -18,14 +18,10 @@ Times are in seconds.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from graphile_py.errors import ConfigurationError
 from graphile_py.pool.declaration import Declared, check_declared, declared, setting
@@ -227,36 +223,15 @@ def load_settings(
     ``graphile_py.toml`` and ``pyproject.toml`` are looked for (default: the working
     directory). An explicit ``config_file`` must exist.
     """
-    unknown = sorted(set(overrides or {}) - set(SETTINGS))
-    if unknown:
-        raise ConfigurationError(
-            f"invalid configuration: {unknown[0]}: unknown setting"
-            f"{_did_you_mean(unknown[0], SETTINGS)}"
-        )
     base = directory or Path.cwd()
     if config_file is not None and not config_file.is_file():
         raise ConfigurationError(f"config file {str(config_file)!r} does not exist")
     toml_file = config_file or base / CONFIG_FILE_NAME
-    # Lowest first, so that each layer overwrites the one below.
-    layers = [
-        _file_layer(base / "pyproject.toml", table=("tool", "graphile-py")),
-        _file_layer(toml_file, table=()),
-        _env_layer(),
-        {
-            name: _Given(value, "the command line", "flag")
-            for name, value in (overrides or {}).items()
-            if value is not None
-        },
-    ]
-    given: dict[str, _Given] = {}
-    for layer in layers:
-        given.update(layer)
-    values = {
-        known.name: known.declared.default
-        if known.name not in given
-        else _valid(known, given[known.name])
-        for known in SETTINGS.values()
-    }
+    # pydantic-settings reads the environment and the files; loaded here, not on import,
+    # so that `graphile-py --help` and the library never pay for importing it.
+    from graphile_py.settings.reader import read_settings
+
+    values = read_settings(overrides, toml_file=toml_file, pyproject=base / "pyproject.toml")
     worker = {k.attribute: values[k.name] for k in SETTINGS.values() if k.of_worker}
     command = {k.attribute: values[k.name] for k in SETTINGS.values() if not k.of_worker}
     try:
@@ -264,155 +239,3 @@ def load_settings(
         return Settings(worker=WorkerOptions(**worker), **command)
     except ConfigurationError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from exc
-
-
-# The readers of files and environment, written here rather than with pydantic-settings:
-# importing that (and pydantic) took longer than a whole `worker --once` on an empty queue.
-# Each value is checked against its declaration: its type, then the declared limits.
-
-
-class _Given(NamedTuple):
-    """A value given for a setting, where it was given, and whether it came as text."""
-
-    value: Any
-    #: For messages: "GRAPHILE_PY_JOBS", "graphile_py.toml", "the command line".
-    source: str
-    kind: Literal["env", "file", "flag"]
-
-
-def _file_layer(path: Path, *, table: tuple[str, ...]) -> dict[str, _Given]:
-    """The settings of a TOML file (of one table of it), by setting name, and where from."""
-    if not path.is_file():
-        return {}
-    import tomllib  # only with a file to read
-
-    try:
-        with path.open("rb") as file:
-            data: Any = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(f"could not read the configuration: {path}: {exc}") from exc
-    for key in table:
-        data = data.get(key, {}) if isinstance(data, dict) else {}
-    where = f"{path.name} [{'.'.join(table)}]" if table else path.name
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"invalid configuration: {where} must be a table")
-    found: dict[str, _Given] = {}
-    for key, value in data.items():
-        known = _BY_FILE_KEY.get(key)
-        if known is None:
-            raise ConfigurationError(
-                f"invalid configuration: {key}: unknown setting in {where}"
-                f"{_did_you_mean(key, _BY_FILE_KEY)}"
-            )
-        found[known.name] = _Given(value, where, "file")
-    return found
-
-
-def _env_layer() -> dict[str, _Given]:
-    """The settings set in the environment (names compared without case, as libpq's)."""
-    environ = {name.upper(): value for name, value in os.environ.items()}
-    found: dict[str, _Given] = {}
-    for known in SETTINGS.values():
-        for name in known.env_names:
-            if name in environ:
-                found[known.name] = _Given(environ[name], name, "env")
-                break
-    return found
-
-
-def _valid(known: KnownSetting, given: _Given) -> Any:
-    """The value given, as the setting's type and within its limits; else ConfigurationError."""
-    declared, value, where = known.declared, given.value, f"from {given.source}"
-    try:
-        if isinstance(value, str) and given.kind != "flag":
-            value = _from_text(value, declared.base_type, is_env=given.kind == "env")
-        value = _typed(value, declared.base_type)
-        # The declaration's own check, worded with the setting's name.
-        declared._replace(attribute=known.name).check(value)
-    except ConfigurationError as exc:  # (a ValueError too)
-        raise ConfigurationError(f"invalid configuration: {exc} ({where})") from exc
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"invalid configuration: {known.name}: {exc} ({where})") from exc
-    return value
-
-
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
-
-
-def _from_text(text: str, base: Any, *, is_env: bool) -> Any:
-    """What a string from the environment (or a file, for a number or flag) stands for."""
-    if base is bool:
-        word = text.strip().lower()
-        if word in _TRUE | _FALSE:
-            return word in _TRUE
-        raise ValueError(f"expected true or false, not {text!r}")
-    if base is int:
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            number = float(text)  # "4.0" is 4
-        except ValueError:
-            number = math.nan
-        if not number.is_integer():
-            raise ValueError(f"expected a whole number, not {text!r}")
-        return int(number)
-    if base is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"expected a number, not {text!r}") from None
-    if typing.get_origin(base) is list and is_env:
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise ValueError(f"expected a JSON array, not {text!r}") from None
-    return text
-
-
-def _typed(value: Any, base: Any) -> Any:
-    """``value`` if it is of type ``base`` (an int for a float is a float); else TypeError."""
-    if value is None:
-        return None  # optional or not: the declaration's check decides
-    if base is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"expected true or false, not {value!r}")
-    elif base is int:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"expected a whole number, not {value!r}")
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise TypeError(f"expected a whole number, not {value!r}")
-            value = int(value)
-    elif base is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"expected a number, not {value!r}")
-        value = float(value)
-    elif base is str:
-        if not isinstance(value, str):
-            raise TypeError(f"expected a string, not {value!r}")
-    elif typing.get_origin(base) is Literal:
-        choices = typing.get_args(base)
-        if value not in choices:
-            raise TypeError(f"expected one of {', '.join(map(repr, choices))}, not {value!r}")
-    elif typing.get_origin(base) is list:
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise TypeError(f"expected a list of strings, not {value!r}")
-        value = list(value)
-    return value
-
-
-def _did_you_mean(key: str, known: Mapping[str, object]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-#: Settings by the keys files use: the key (``schema``) and the name (``worker_schema``).
-_BY_FILE_KEY: Mapping[str, KnownSetting] = {
-    **{known.name: known for known in SETTINGS.values()},
-    **{known.key: known for known in SETTINGS.values()},
-}
