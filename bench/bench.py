@@ -1280,6 +1280,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="leave out the Python peers (PgQueuer, procrastinate)",
     )
     parser.add_argument(
+        "--pgq-pool-size",
+        type=int,
+        default=10,
+        help="PgQueuer's asyncpg pool per worker process (0: one connection, AsyncpgDriver)",
+    )
+    parser.add_argument(
         "--cli-pool-sizes",
         type=lambda s: [int(x) for x in s.split(",") if x],
         default=[25],

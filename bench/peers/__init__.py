@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +53,18 @@ def peers_python() -> Path:
             " run through `bash bench/run` (it installs it), or pass --no-peers"
         )
     return python
+
+
+def _venv_python_version() -> str:
+    """The peers' Python version, from the venv's pyvenv.cfg."""
+    try:
+        for line in (venv_dir() / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("version", "version_info"):
+                return "Python " + value.strip()
+    except OSError:
+        pass
+    return "Python ?"
 
 
 class PeerBench:
@@ -113,6 +124,7 @@ class PeerBench:
                     concurrency=concurrency,
                     batched=batched,
                     ids_file=str(ids),
+                    pool_size=self.bench.args.pgq_pool_size,
                 )
                 worker.ids_file = ids
                 workers.append(worker)
@@ -170,9 +182,15 @@ class PeerBench:
     @staticmethod
     def settings_text(args: argparse.Namespace) -> str:
         return (
-            f"*Peers* ({', '.join(PINS)}, in their own venv, {sys.version.split()[0]}):"
-            f" PgQueuer: one `PgQueuer` on one asyncpg connection with uvloop (as its own"
-            f" benchmark and CLI run it); defaults = `batch_size` 10 (its default),"
+            f"*Peers* ({', '.join(PINS)}, in their own venv, {_venv_python_version()}):"
+            " PgQueuer: one `PgQueuer` per process with uvloop (as its CLI runs it) on "
+            + (
+                f"an `AsyncpgPoolDriver` of {args.pgq_pool_size} asyncpg connections (its"
+                " performance guide's advice for high throughput)"
+                if args.pgq_pool_size
+                else "one asyncpg connection (`AsyncpgDriver`)"
+            )
+            + "; defaults = `batch_size` 10 (its default),"
             f" `max_concurrent_tasks` {args.concurrency}; batched = `batch_size` 500, no cap"
             " (PgQueuer requires the cap to be at least twice the batch). procrastinate:"
             f" `run_worker_async(concurrency={args.concurrency}, listen_notify=True)`,"

@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 import uvloop
-from pgqueuer import AsyncpgDriver, Job, PgQueuer, Queries
+from pgqueuer import AsyncpgDriver, AsyncpgPoolDriver, Job, PgQueuer, Queries
 from side_common import ENQUEUE_APP, check_range, config, dump_ids, on_stdin_line, read_line, say
 
 
@@ -40,8 +40,18 @@ async def install(cfg: dict[str, Any]) -> None:
 
 
 async def worker(cfg: dict[str, Any]) -> None:
-    conn = await asyncpg.connect(cfg["dsn"], server_settings={"application_name": cfg["app"]})
-    pgq = PgQueuer(AsyncpgDriver(conn))
+    settings = {"application_name": cfg["app"]}
+    pool_size = int(cfg.get("pool_size") or 0)
+    if pool_size:
+        # Its performance-tuning guide: a pool driver for high throughput (one connection
+        # of it held for LISTEN, the others borrowed per dequeue/status round trip).
+        conn: Any = await asyncpg.create_pool(
+            cfg["dsn"], min_size=pool_size, max_size=pool_size, server_settings=settings
+        )
+        pgq = PgQueuer(AsyncpgPoolDriver(conn))
+    else:
+        conn = await asyncpg.connect(cfg["dsn"], server_settings=settings)
+        pgq = PgQueuer(AsyncpgDriver(conn))
     ran = array("q")
 
     @pgq.entrypoint("noop")
