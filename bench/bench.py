@@ -1288,7 +1288,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cli-pool-sizes",
         type=lambda s: [int(x) for x in s.split(",") if x],
-        default=[25],
+        default=[10, 25],
         help="max pool sizes of the drain rows through each runtime's own CLI (empty: none)",
     )
     parser.add_argument(
