@@ -18,12 +18,18 @@ NEW = (
     "delete from graphile_worker._private_jobs as jobs where jobs.id = %(id)s::bigint"
     " and (jobs.locked_by = %(pool)s::text or jobs.locked_by is null)"
 )
+FENCED = (
+    "delete from graphile_worker._private_jobs as jobs where jobs.id = i"
+    " and (jobs.locked_by = 'pool-x' or jobs.locked_by is null)"
+)
 with psycopg.connect(dsn, autocommit=True) as conn:
     migrate(conn, schema="graphile_worker")
 
     def fill():
         conn.execute(
-            "select graphile_worker.add_jobs(array(select ('t','{}',null,null,null,null,null,null)::graphile_worker.job_spec from generate_series(1,%s)))",
+            "select graphile_worker.add_jobs(array(select"
+            " ('t','{}',null,null,null,null,null,null)::graphile_worker.job_spec"
+            " from generate_series(1,%s)))",
             (N,),
         )
         conn.execute("update graphile_worker._private_jobs set locked_by='pool-x', locked_at=now()")
@@ -45,32 +51,29 @@ with psycopg.connect(dsn, autocommit=True) as conn:
             results[name].append((time.perf_counter() - t) / len(ids) * 1e6)
     for name, v in results.items():
         print(
-            f"{name}: per completion round trip {statistics.median(v):.1f} us (runs: {', '.join(f'{x:.1f}' for x in v)})"
+            f"{name}: per completion round trip {statistics.median(v):.1f} us"
+            f" (runs: {', '.join(f'{x:.1f}' for x in v)})"
         )
     # Server-side only: the statement's execution time without the round trip.
     server = {"old": [], "new": []}
     for name, body in 4 * (
         ("old", "delete from graphile_worker._private_jobs where id = i"),
-        (
-            "new",
-            "delete from graphile_worker._private_jobs as jobs where jobs.id = i and (jobs.locked_by = 'pool-x' or jobs.locked_by is null)",
-        ),
-        (
-            "new",
-            "delete from graphile_worker._private_jobs as jobs where jobs.id = i and (jobs.locked_by = 'pool-x' or jobs.locked_by is null)",
-        ),
+        ("new", FENCED),
+        ("new", FENCED),
         ("old", "delete from graphile_worker._private_jobs where id = i"),
     ):
         fill()
         lo = conn.execute("select min(id) from graphile_worker._private_jobs").fetchone()[0]
         t = time.perf_counter()
         conn.execute(
-            f"do $$ declare i bigint; begin for i in {lo}..{lo + N - 1} loop {body}; end loop; end $$"
+            f"do $$ declare i bigint; begin for i in {lo}..{lo + N - 1} loop {body};"
+            " end loop; end $$"
         )
         server[name].append((time.perf_counter() - t) / N * 1e6)
     for name, v in server.items():
         print(
-            f"{name}: server-side per delete {statistics.median(v):.2f} us (runs: {', '.join(f'{x:.2f}' for x in v)})"
+            f"{name}: server-side per delete {statistics.median(v):.2f} us"
+            f" (runs: {', '.join(f'{x:.2f}' for x in v)})"
         )
 with psycopg.connect(ADMIN, autocommit=True) as c:
     c.execute("drop database gpy_fence_bench")
