@@ -73,6 +73,53 @@ def test_many_future_jobs_keep_the_claim_on_the_index(db: TestDatabase, batch: b
         assert [job.id for job in claimed] == [due]
 
 
+def test_a_claim_that_finds_nothing_due_reads_few_pages(db: TestDatabase) -> None:
+    """With many jobs due later in several priorities and none due, a claim is a few index
+    probes: each scan is bounded by ``priority = ?`` and ``run_at <= now``. A single scan
+    ordered by (priority, run_at) read every scheduled job (graphile-worker 0.18's does),
+    on every idle worker's look. Both claim shapes, and the side schema's claim_next."""
+    schema = sql.Identifier(db.schema)
+    claims = ClaimStatements(db.schema)
+    with db.connect() as conn:
+        ids = claims.register_task_identifiers(conn, ["later"])
+        conn.execute(
+            sql.SQL(
+                "insert into {s}._private_jobs (task_id, payload, run_at, priority)"
+                " select %s, '{{}}', now() + interval '1 day', n %% 3"
+                " from generate_series(1, %s) as n"
+            ).format(s=schema),
+            (next(iter(ids)), WAITING),
+        )
+        conn.execute(sql.SQL("vacuum analyze {}._private_jobs").format(schema))
+        (pages,) = conn.execute(  # type: ignore[misc]
+            "select pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+            (f"{db.schema}.jobs_main_index",),
+        ).fetchone()
+        params = {"pool": "plan-test", "task_ids": "{" + ",".join(map(str, ids)) + "}"}
+        for batch in (False, True):
+            statement = claims.claim_statement(batch=batch, flags=False, node_time=False)
+            (plan_json,) = conn.execute(  # type: ignore[misc]
+                b"explain (analyze, buffers, format json) " + statement, {**params, "limit": 10}
+            ).fetchone()
+            plan = (plan_json if isinstance(plan_json, list) else json.loads(plan_json))[0]
+            read = plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
+            assert pages > 100 and read < 40, (batch, read, pages)
+        side = sql.Identifier(side_schema_for(db.schema))
+        (plan_text,) = conn.execute(  # type: ignore[misc]
+            sql.SQL(
+                "explain (analyze, buffers, format json)"
+                " select * from {}.claim_next(null, 'plan-test', %s::int[])"
+            ).format(side),
+            (list(ids),),
+        ).fetchone()
+        function_plan = (plan_text if isinstance(plan_text, list) else json.loads(plan_text))[0]
+        read = (
+            function_plan["Plan"]["Shared Hit Blocks"] + function_plan["Plan"]["Shared Read Blocks"]
+        )
+        assert read < 40, read
+        assert claims.claim_jobs(conn, pool_id="p", task_ids=list(ids)) == []
+
+
 def _claim_calls(db: TestDatabase) -> int:
     """How many times the side schema's claim_next ran (track_functions is on for the test)."""
     with db.connect() as conn:
