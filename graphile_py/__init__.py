@@ -48,6 +48,7 @@ __all__ = [
     "SchemaNotInstalled",
     "StateCounts",
     "TaskFunction",
+    "TaskIndexStatus",
     "TaskLoadError",
     "TaskRegistry",
     "TaskStatus",
@@ -97,6 +98,7 @@ if _typing.TYPE_CHECKING:
     from graphile_py.cron.crontab import CronItem, cron_item, parse_crontab
     from graphile_py.cron.scheduler import CronScheduler, load_crontab_file
     from graphile_py.db.migrate import MigrationReport, latest_known_migration, migrate
+    from graphile_py.db.task_index import TaskIndexStatus
     from graphile_py.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
     from graphile_py.errors import (
         EXIT_FENCED,
@@ -152,6 +154,7 @@ _MODULES = {
     "graphile_py.cron.crontab": ("CronItem", "cron_item", "parse_crontab"),
     "graphile_py.cron.scheduler": ("CronScheduler", "load_crontab_file"),
     "graphile_py.db.migrate": ("MigrationReport", "latest_known_migration", "migrate"),
+    "graphile_py.db.task_index": ("TaskIndexStatus",),
     "graphile_py.enqueue": ("add_job", "add_job_async", "add_jobs", "add_jobs_async"),
     "graphile_py.errors": (
         "EXIT_FENCED",
