@@ -259,7 +259,18 @@ def _claim_template(
         "select queues.id from {schema}._private_job_queues as queues"
         " where queues.is_available = true for update skip locked))" + flag_filter
     )
-    candidates = _candidates(ready, limit, batch=batch, per_task=per_task)
+    if per_task:
+        candidates = _per_task_candidates(ready, limit, batch=batch)
+    else:
+        candidates = (
+            "candidates as (select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+            " from {schema}._private_jobs as jobs where jobs.task_id = any(%(task_ids)s::int[])"
+            " and"
+            + ready
+            + " order by jobs.priority asc, jobs.run_at asc limit "
+            + limit
+            + " for update skip locked)"
+        )
     if batch:
         # A batch must never hold two jobs of one named queue: that would run them at once,
         # and the first completion would unlock the queue under the second.
@@ -300,18 +311,18 @@ def _claim_template(
             )
             + "), "
         )
-    # The candidates' row estimate is far too high for a generic plan (a recursive CTE, a
-    # LIMIT parameter taken as 10% of a large guess), which then joined them by a full
-    # scan of the jobs' primary key: "= any(array(...))" keeps both updates on their
-    # primary keys whatever the estimate.
     if per_task:
+        # The per-task candidates' row estimate is far too high for a generic plan (a
+        # recursive CTE, a LIMIT parameter taken as 10% of a large guess), which then
+        # joined them by a full scan of the jobs' primary key: "= any(array(...))" keeps
+        # both updates on their primary keys whatever the estimate.
         queue_target = " where queues.id = any(array(select job_queue_id from " + source + "))"
         job_target = " where jobs.id = any(array(select id from " + source + "))"
     else:
         queue_target = " from " + source + " where queues.id = " + source + ".job_queue_id"
         job_target = " from " + source + " where jobs.id = " + source + ".id"
     return (
-        "with recursive "
+        ("with recursive " if per_task else "with ")
         + completed
         + candidates
         + chosen
@@ -326,67 +337,40 @@ def _claim_template(
     )
 
 
-def _candidates(ready: str, limit: str, *, batch: bool, per_task: bool) -> str:
-    """The ``candidates`` CTE (``ready``: the conditions every claimed job meets).
-
-    A "loose index scan": the distinct priorities of the jobs first, one index probe each
-    (a recursive CTE), then for each priority its first due jobs in run_at order, locked
-    (SKIP LOCKED) under that priority's own limit, so a job another pool holds is stepped
-    over within its priority; then the first of those overall. Every scan is then bounded
-    by ``priority = ? and run_at <= now``. Ordered by (priority, run_at) alone, a claim
-    that found nothing due read every job scheduled for later (11-20 ms at a million,
-    paid by each idle worker's look); graphile-worker 0.18's own claim still does.
-
-    Without ``per_task`` the scans use Node's jobs_main_index (priority, run_at). With it,
-    graphile_py_jobs_task_index (db/task_index.py): priorities and scans per (task,
-    priority), so due jobs of tasks we do not serve are never read either.
-    """
+def _per_task_candidates(ready: str, limit: str, *, batch: bool) -> str:
+    """The ``candidates`` CTE of the per-task claim (``ready``: the common conditions)."""
+    # Through graphile_py_jobs_task_index (db/task_index.py). Each of our tasks' job
+    # priorities first, one index probe each (a recursive "loose index scan"), then for
+    # each (task, priority) its first due jobs, locked (SKIP LOCKED) under that pair's
+    # own limit, so a job another pool holds is stepped over within its pair; then the
+    # first of those overall. Every scan is bounded by run_at <= now: due jobs of tasks
+    # we do not serve are never read, nor are our own jobs scheduled for later (with
+    # only "task_id = ?" bounding it, a claim that finds nothing due read all of them).
     # One job: "(select ...)" hides the task ids from every plan, so custom plans cost
     # what the generic one does and the server keeps the generic plan. A batch: its
     # limit is a parameter (taken as 10% of a guess), so its generic plan would cost
     # far too much; custom plans that see how many tasks there are stay cheap, and
     # under jit_above_cost for a few tasks (a plan is cheap to make; a batch is rare).
     task_ids = "%(task_ids)s::int[]" if batch else "(select %(task_ids)s::int[])"
-    if per_task:
-        probe = (
-            "(select jobs.priority from {schema}._private_jobs as jobs"
-            " where jobs.task_id = {side}.task_id and jobs.is_available = true{after}"
-            " order by jobs.priority asc limit 1)"
-        )
-        priorities = (
-            "priorities(task_id, priority) as (select wanted.task_id, "
-            + probe.format(schema="{schema}", side="wanted", after="")
-            + " from unnest("
-            + task_ids
-            + ") as wanted(task_id)"
-            " union all select known.task_id, "
-            + probe.format(
-                schema="{schema}", side="known", after=" and jobs.priority > known.priority"
-            )
-            + " from priorities as known where known.priority is not null), "
-        )
-        of_task = "jobs.task_id = wanted.task_id"
-    else:
-        probe = (
-            "(select jobs.priority from {schema}._private_jobs as jobs"
-            " where jobs.is_available = true{after} order by jobs.priority asc limit 1)"
-        )
-        priorities = (
-            "priorities(priority) as (select "
-            + probe.format(schema="{schema}", after="")
-            + " union all select "
-            + probe.format(schema="{schema}", after=" and jobs.priority > known.priority")
-            + " from priorities as known where known.priority is not null), "
-        )
-        of_task = "jobs.task_id = any(%(task_ids)s::int[])"
+    probe = (
+        "(select jobs.priority from {schema}._private_jobs as jobs"
+        " where jobs.task_id = {side}.task_id and jobs.is_available = true{after}"
+        " order by jobs.priority asc limit 1)"
+    )
     return (
-        priorities
-        + "candidates as (select picked.id, picked.job_queue_id, picked.priority, picked.run_at"
-        " from priorities as wanted cross join lateral ("
+        "task_priorities(task_id, priority) as (select wanted.task_id, "
+        + probe.format(schema="{schema}", side="wanted", after="")
+        + " from unnest("
+        + task_ids
+        + ") as wanted(task_id)"
+        " union all select known.task_id, "
+        + probe.format(schema="{schema}", side="known", after=" and jobs.priority > known.priority")
+        + " from task_priorities as known where known.priority is not null), "
+        "candidates as (select picked.id, picked.job_queue_id, picked.priority, picked.run_at"
+        " from task_priorities as wanted cross join lateral ("
         "select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
-        " from {schema}._private_jobs as jobs where "
-        + of_task
-        + " and jobs.priority = wanted.priority and"
+        " from {schema}._private_jobs as jobs where jobs.task_id = wanted.task_id"
+        " and jobs.priority = wanted.priority and"
         + ready
         + " order by jobs.run_at asc limit "
         + limit
