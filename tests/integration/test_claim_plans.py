@@ -74,9 +74,13 @@ def test_many_future_jobs_keep_the_claim_on_the_index(db: TestDatabase, batch: b
         assert [job.id for job in claimed] == [due]
 
 
-@pytest.mark.parametrize("prepared", [True, False], ids=["client", "claim_next"])
+@pytest.mark.parametrize(
+    ("prepared", "task_index"),
+    [(True, False), (False, False), (True, True)],
+    ids=["client", "claim_next", "per_task"],
+)
 def test_a_burst_into_an_idle_pool_is_drained_without_rereading_the_queue(
-    db: TestDatabase, prepared: bool
+    db: TestDatabase, prepared: bool, task_index: bool
 ) -> None:
     """The pool plans its claim while the table is empty (and never analysed); then a
     burst arrives, which no ANALYZE has seen. Each claim must still stop at the first due
@@ -85,6 +89,11 @@ def test_a_burst_into_an_idle_pool_is_drained_without_rereading_the_queue(
     table's own statistics: tuples read during the whole drain, against the jobs drained."""
     count = 10_000
     schema = sql.Identifier(db.schema)
+    if task_index:
+        from graphile_py.db.task_index import install_task_index
+
+        with db.connect() as conn:
+            install_task_index(conn, db.schema, concurrently=True)
     ran: list[int] = []
     with running_pool(
         db,
