@@ -104,10 +104,8 @@ def test_a_burst_into_an_idle_pool_is_drained_without_rereading_the_queue(
     ):
         time.sleep(0.5)  # idle claims: plans made on the empty table
         with db.connect() as conn:
-            conn.execute(
-                "select pg_stat_reset_single_table_counters(%s::regclass)",
-                (f"{db.schema}._private_jobs",),
-            )
+            jobs_table = sql.Identifier(db.schema, "_private_jobs").as_string(conn)
+            conn.execute("select pg_stat_reset_single_table_counters(%s::regclass)", (jobs_table,))
             conn.execute(
                 sql.SQL(
                     "select {s}.add_jobs(array(select ('burst', '1', null, null, null, null,"
@@ -122,7 +120,7 @@ def test_a_burst_into_an_idle_pool_is_drained_without_rereading_the_queue(
             lambda: (
                 conn.execute(
                     "select n_tup_del from pg_stat_user_tables where relid = %s::regclass",
-                    (f"{db.schema}._private_jobs",),
+                    (jobs_table,),
                 ).fetchone()[0]  # type: ignore[index]
                 >= count
             ),
@@ -131,7 +129,7 @@ def test_a_burst_into_an_idle_pool_is_drained_without_rereading_the_queue(
         seq_read, idx_read = conn.execute(  # type: ignore[misc]
             "select coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0)"
             " from pg_stat_user_tables where relid = %s::regclass",
-            (f"{db.schema}._private_jobs",),
+            (jobs_table,),
         ).fetchone()
     # Every claim steps over the index entries of the jobs claimed before it that no
     # vacuum has removed yet, so even a good plan reads more as the drain goes on (about

@@ -285,7 +285,7 @@ def test_a_claim_reads_none_of_our_own_jobs_scheduled_for_later(db: TestDatabase
         conn.execute(sql.SQL("vacuum analyze {}._private_jobs").format(schema))
         (size,) = conn.execute(  # type: ignore[misc]
             "select pg_relation_size(%s::regclass) / current_setting('block_size')::int",
-            (f"{db.schema}.{TASK_INDEX_NAME}",),
+            (sql.Identifier(db.schema, TASK_INDEX_NAME).as_string(conn),),
         ).fetchone()
         params = {"pool": "plan-test", "task_ids": "{" + ",".join(map(str, ids)) + "}"}
         for batch in (False, True):
