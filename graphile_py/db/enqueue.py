@@ -23,7 +23,7 @@ from psycopg.adapt import AdaptersMap
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.string import TextBinaryLoader, TextLoader
 
-from graphile_py.db.rows import JOB_COLUMNS, Row
+from graphile_py.db.rows import JOB_COLUMNS, Row, jobs_from_rows
 from graphile_py.db.statement_set import Statement, StatementSet
 from graphile_py.db.translate import map_db_errors
 from graphile_py.errors import DatabaseError
@@ -284,12 +284,7 @@ def _jobs_of(rows: list[tuple[Any, ...]], names: tuple[Any, ...] | None) -> list
     payloads = json.loads("[" + ",".join(row[1] for row in rows) + "]")
     tasks = {int(key): value for key, value in names[0].items()}
     queues = {int(key): value for key, value in names[1].items()}
-    # jobs_from_rows' construction, with the decoded payload in place of row[1]: without
-    # a copy of every row first (20,000 tuples for a bulk call).
-    return [
-        Job(row[0], tasks.get(row[3], ""), payload, queues.get(row[2]), *row[2:])
-        for row, payload in zip(rows, payloads, strict=True)
-    ]
+    return jobs_from_rows(rows, tasks, queues, payloads)
 
 
 def _ids_to_name(row: Row) -> tuple[list[int], list[int]]:

@@ -45,13 +45,24 @@ def jobs_from_rows(
     rows: Sequence[Sequence[Any]],
     tasks: Mapping[int, str] | None,
     queues: Mapping[int, str] | None = None,
+    payloads: Sequence[Any] | None = None,
 ) -> list[Job]:
-    """Jobs from rows of :data:`JOB_COLUMNS`, named from ``tasks`` and ``queues`` (by id)."""
+    """Jobs from rows of :data:`JOB_COLUMNS`, named from ``tasks`` and ``queues`` (by id).
+
+    ``payloads``, when given, are the rows' payloads already decoded (one ``json.loads``
+    for a whole bulk insert), used in place of each row's own.
+    """
     task_names = tasks or {}
+    queue_names = queues or {}
+    if payloads is not None:
+        return [
+            Job(row[0], task_names.get(row[3], ""), payload, queue_names.get(row[2]), *row[2:])
+            for row, payload in zip(rows, payloads, strict=True)
+        ]
     if not queues:
         return [Job(row[0], task_names.get(row[3], ""), row[1], None, *row[2:]) for row in rows]
     return [
-        Job(row[0], task_names.get(row[3], ""), row[1], queues.get(row[2]), *row[2:])
+        Job(row[0], task_names.get(row[3], ""), row[1], queue_names.get(row[2]), *row[2:])
         for row in rows
     ]
 

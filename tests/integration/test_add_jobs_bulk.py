@@ -9,29 +9,12 @@ import psycopg
 import pytest
 
 from graphile_py import JobRejected, JobSpec, add_jobs, add_jobs_async
+from graphile_py.db.rows import JOB_COLUMNS
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows
 
-FIELDS = (
-    "id",
-    "payload",
-    "job_queue_id",
-    "task_id",
-    "priority",
-    "run_at",
-    "attempts",
-    "max_attempts",
-    "last_error",
-    "created_at",
-    "updated_at",
-    "key",
-    "locked_at",
-    "locked_by",
-    "revision",
-    "flags",
-    "is_available",
-    "queue_name",
-)
+# Every stored column the Job carries, and the queue's name.
+FIELDS = (*JOB_COLUMNS, "queue_name")
 
 
 def _specs() -> list[JobSpec]:
