@@ -10,19 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pgbouncer.server import PgBouncer
-from tests.support import TestDatabase, admin_dsn
+from tests.pgbouncer.server import PgBouncer, in_front_of_the_test_server
+from tests.support import TestDatabase
 
 
 @pytest.fixture(scope="session")
 def pgbouncer(pg_server: None) -> Iterator[PgBouncer]:
-    from psycopg.conninfo import conninfo_to_dict
-
-    server = conninfo_to_dict(admin_dsn())
-    bouncer = PgBouncer(
-        server_port=int(str(server.get("port") or 5432)),
-        server_password=str(server["password"]) if server.get("password") else None,
-    ).start()
+    bouncer = in_front_of_the_test_server()
     try:
         yield bouncer
     finally:

@@ -22,13 +22,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from tests.support import unavailable
 
-__all__ = ["PgBouncer", "free_port"]
+__all__ = ["PgBouncer", "free_port", "in_front_of_the_test_server"]
 
 
 def free_port() -> int:
@@ -142,3 +143,17 @@ class PgBouncer:
             return int(self.pidfile.read_text().split()[0])
         except (FileNotFoundError, IndexError, ValueError):
             return None
+
+
+def in_front_of_the_test_server(**settings: Any) -> PgBouncer:
+    """A started PgBouncer in front of the tests' PostgreSQL (``settings``: PgBouncer's)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.support import admin_dsn
+
+    server = conninfo_to_dict(admin_dsn())
+    return PgBouncer(
+        server_port=int(str(server.get("port") or 5432)),
+        server_password=str(server["password"]) if server.get("password") else None,
+        **settings,
+    ).start()

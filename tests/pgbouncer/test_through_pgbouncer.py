@@ -31,7 +31,7 @@ from graphile_py.db.migrate import latest_known_migration
 from graphile_py.db.pooler import notifications_arrive, prepared_statements_work
 from graphile_py.extras.dashboard import create_app
 from graphile_py.extras.dashboard.server import BackgroundServer
-from tests.pgbouncer.server import PgBouncer
+from tests.pgbouncer.server import PgBouncer, in_front_of_the_test_server
 from tests.reliability.helpers import cli_env, run_cli
 from tests.support import TestDatabase
 from tests.support.workers import jobs_rows, running_pool, wait_for
@@ -226,12 +226,12 @@ def test_the_admin_commands_through_the_pooler(
     cli("unlock", *where)
 
 
-def test_metrics_and_probes_through_the_pooler(pooled: TestDatabase, db: TestDatabase) -> None:
+@contextmanager
+def _metrics_through(pooled: TestDatabase, db: TestDatabase) -> Iterator[Any]:
+    """A listening pool through ``pooled`` (LISTEN on ``db``), serving metrics and probes."""
     from graphile_py.extras.metrics.collectors import WorkerMetrics
     from graphile_py.extras.metrics.server import MetricsServer
 
-    with db.connect() as conn:
-        add_job(conn, "later", None, schema=db.schema, run_at=datetime.now(UTC) + timedelta(1))
     metrics = WorkerMetrics()
     with (
         running_pool(
@@ -239,6 +239,13 @@ def test_metrics_and_probes_through_the_pooler(pooled: TestDatabase, db: TestDat
         ) as pool,
         MetricsServer(pool, metrics=metrics, port=0, sample_interval=0.1) as server,
     ):
+        yield server
+
+
+def test_metrics_and_probes_through_the_pooler(pooled: TestDatabase, db: TestDatabase) -> None:
+    with db.connect() as conn:
+        add_job(conn, "later", None, schema=db.schema, run_at=datetime.now(UTC) + timedelta(1))
+    with _metrics_through(pooled, db) as server:
         for _ in range(8):
             ready = httpx.get(server.url + "/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
@@ -254,23 +261,10 @@ def test_a_pooler_that_refuses_options_still_reports_ready_and_names_the_fix(
 ) -> None:
     # A PgBouncer as installed, without `ignore_startup_parameters = options`: /readyz
     # must not depend on it, and the sampler, which does, must say what to add.
-    from psycopg.conninfo import conninfo_to_dict
-
-    from graphile_py.extras.metrics.collectors import WorkerMetrics
-    from graphile_py.extras.metrics.server import MetricsServer
-    from tests.support import admin_dsn
-
-    server_port = int(str(conninfo_to_dict(admin_dsn()).get("port") or 5432))
-    bouncer = PgBouncer(server_port=server_port, ignore_startup_parameters="").start()
+    bouncer = in_front_of_the_test_server(ignore_startup_parameters="")
     try:
         strict = TestDatabase(name=db.name, dsn=bouncer.dsn(db.name), schema=db.schema)
-        metrics = WorkerMetrics()
-        with (
-            running_pool(
-                strict, {"later": _Starts().task}, listen_conninfo=db.dsn, events=metrics
-            ) as pool,
-            MetricsServer(pool, metrics=metrics, port=0, sample_interval=0.1) as server,
-        ):
+        with _metrics_through(strict, db) as server:
             ready = httpx.get(server.url + "/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
             wait_for(lambda: server.sampler.last_error is not None, timeout=10)

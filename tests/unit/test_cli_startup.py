@@ -1,8 +1,9 @@
 """The command line loads each command's module only when that command runs.
 
 `graphile-py worker --once` on an empty queue is measured against Node's CLI (bench/):
-these tests keep the admin commands, the inspector and pydantic off its start-up path,
-and keep the table of command modules true to what the modules register.
+these tests keep the admin commands, the inspector and cron off the worker command's
+path, pydantic (loaded only when settings are read) off its help, and the table of
+command modules true to what the modules register.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_the_table_names_every_command_and_its_module() -> None:
         assert module in listed, (name, module, listed)
 
 
-def test_worker_start_loads_no_admin_command_and_no_pydantic() -> None:
+def test_the_worker_command_loads_no_admin_command_and_its_help_no_pydantic() -> None:
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
